@@ -1,0 +1,80 @@
+"""`harness`: the Hydra app. One run with `harness key=value ...`, a study with `harness -m sweep=NAME`.
+
+Bad input ends with a one-line error naming the key (exit 2); set HYDRA_FULL_ERROR=1 for the traceback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import hydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+
+from harness.config import CONF_DIR, ConfigError, check_group_choices, compose
+
+log = logging.getLogger("harness")
+EXIT_BAD_INPUT = 2
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
+def app(cfg: DictConfig) -> str:
+    """Hydra's task function: one run. In a multirun it returns the status instead of exiting."""
+    from harness.runner import run
+
+    multirun = _is_multirun()
+    try:
+        result = run(cfg)
+    except ConfigError as e:
+        if multirun:  # the study callback validated every job first; record and go on
+            log.error("bad input: %s", e)
+            return "failed"
+        _bad_input(e)
+    m = result.metrics
+    note = "reused" if result.reused else result.status
+    log.info("%s %s: train_loss=%s val_loss=%s step_time_s=%s -> %s", note, result.run_id,
+             _fmt(m.get("train_loss")), _fmt(m.get("val_loss")), _fmt(m.get("step_time_s")), result.run_dir)
+    if not multirun and result.status in ("failed", "oom"):
+        sys.exit(1)
+    return result.status
+
+
+def _fmt(x) -> str:
+    return f"{x:.4g}" if isinstance(x, (int, float)) else "-"
+
+
+def _bad_input(e: Exception) -> None:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise e
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def main() -> None:
+    """Console entry point: report bad overrides in one line, then hand over to Hydra.
+
+    A single run is composed once up front (Hydra's own composition errors span several lines); a
+    multirun's jobs are checked by the study callback before any job starts.
+    """
+    args = sys.argv[1:]
+    overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra"))]
+    try:
+        check_group_choices(overrides)
+        if not {"-m", "--multirun", "--help", "-h", "--hydra-help"} & set(args):
+            compose(overrides)
+    except ConfigError as e:
+        _bad_input(e)
+    except HydraException as e:
+        _bad_input(ConfigError(" ".join(str(e).split())))
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""`harness-collect STUDY_DIR`: every run's result.json -> one tidy table (Parquet + CSV), one row per run.
+
+Columns: run_id, status, reason, the flattened config (`model.name`, `optim.lr`, ...), every metric under
+its own name (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable result files are skipped with a warning.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from harness.results import RESULT, write_atomic
+from harness.tracking import flatten
+
+SHOWN = ["model.name", "model.cell", "params", "trainer.batch_size", "optim.lr", "data.seq_len", "tokens",
+         "train_loss", "val_loss", "tokens_per_s", "mfu", "peak_mem_bytes", "status"]
+
+
+def collect(study_dir: str | Path) -> pd.DataFrame:
+    """One row per run directory under `study_dir` that holds a readable result.json."""
+    rows, bad = [], []
+    for path in sorted(Path(study_dir).glob(f"*/{RESULT}")):
+        try:
+            result = json.loads(path.read_text())
+            row = {"run_id": result["run_id"], "status": result["status"], "reason": result.get("reason")}
+        except (OSError, ValueError, KeyError, TypeError):
+            bad.append(path)
+            continue
+        row.update(flatten(result.get("config") or {}))
+        row.update(result.get("metrics") or {})
+        row.update(flatten(result.get("env") or {}, "env."))
+        rows.append(row)
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable result file(s): {', '.join(map(str, bad[:5]))}", stacklevel=2)
+    return pd.DataFrame(rows)
+
+
+def save(table: pd.DataFrame, stem: Path) -> list[Path]:
+    """Write `stem`.parquet and `stem`.csv atomically; list-valued cells become JSON text."""
+    table = table.map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stem.with_name(f".{stem.name}.parquet.tmp")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(stem.with_suffix(".parquet"))
+    write_atomic(stem.with_suffix(".csv"), table.to_csv(index=False))
+    return [stem.with_suffix(".parquet"), stem.with_suffix(".csv")]
+
+
+def summary_table(table: pd.DataFrame) -> str:
+    """The columns a person reads first, formatted for the terminal."""
+    cols = [c for c in SHOWN if c in table.columns and table[c].notna().any()]
+    return table[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="harness-collect", description=__doc__.splitlines()[0])
+    parser.add_argument("study_dir", help="a study folder, e.g. runs/params")
+    parser.add_argument("--out", help="table path without suffix (default: STUDY_DIR/results)")
+    args = parser.parse_args(argv)
+    study = Path(args.study_dir)
+    if not study.is_dir():
+        sys.exit(f"error: study_dir={study}: no such directory")
+    table = collect(study)
+    if table.empty:
+        sys.exit(f"error: study_dir={study}: no result.json files found")
+    paths = save(table, Path(args.out) if args.out else study / "results")
+    print(summary_table(table))
+    counts = table["status"].value_counts().to_dict()
+    print(f"{len(table)} runs ({', '.join(f'{k}={v}' for k, v in counts.items())}) -> {paths[0]}, {paths[1]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Built-in tasks, registered by name. Every task makes its data in memory from `seed`; nothing is downloaded.
+
+A task is a `Dataset`: fixed train and validation tensors plus a `spec` the model builders read.
+Token tasks serve random windows of a token stream; vector and image tasks serve random examples.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from omegaconf import DictConfig
+
+from harness.config import choose
+from harness.data.base import Dataset, DataSpec
+from harness.data.images import build_images
+from harness.data.markov import build_markov
+from harness.data.teacher import build_teacher
+from harness.data.text import build_pycode, build_text
+
+TASKS: dict[str, Callable[[DictConfig, int], Dataset]] = {
+    "teacher": build_teacher,
+    "images": build_images,
+    "markov": build_markov,
+    "pycode": build_pycode,
+    "text": build_text,
+}
+
+
+def build_data(cfg: DictConfig, seed: int = 0) -> Dataset:
+    """Build the task named by `cfg.name` (the `data` config group) deterministically from `seed`."""
+    return TASKS[choose("data.name", cfg.name, TASKS)](cfg, seed)
+
+
+__all__ = ["Dataset", "DataSpec", "TASKS", "build_data"]

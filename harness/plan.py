@@ -1,0 +1,45 @@
+"""Checks of a composed config that need no training: shared by a run, a study's up-front validation
+and (later) `harness-plan`."""
+from __future__ import annotations
+
+import functools
+import json
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config import choose, fail, positive
+from harness.data import Dataset, build_data
+from harness.models import build_model
+from harness.train import budget_steps
+
+
+@functools.lru_cache(maxsize=4)  # a study re-uses few datasets; each can be tens of MB
+def _data(data_json: str, seed: int) -> Dataset:
+    return build_data(OmegaConf.create(json.loads(data_json)), seed)
+
+
+def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, torch.nn.Module, int]:
+    """Build data and the model (on the meta device unless `materialize`), and turn the budget into steps.
+
+    Returns (data, model, steps); raises ConfigError for any bad key or value.
+    """
+    choose("device", cfg.device, ["auto", "cpu", "cuda", "mps"])
+    if cfg.threads != "auto":
+        positive("threads", cfg.threads)
+    data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed))
+    torch.manual_seed(cfg.seed)  # after the data: same seed, same initial weights
+    with torch.device("cpu" if materialize else "meta"):
+        model = build_model(cfg.model, data.spec)
+    batch = positive("trainer.batch_size", cfg.trainer.batch_size)
+    if batch > data.n_train:
+        fail("trainer.batch_size", batch, f"larger than the training set ({data.n_train} examples)")
+    accum = positive("trainer.grad_accum", cfg.trainer.grad_accum)
+    if batch % accum:
+        fail("trainer.grad_accum", accum, f"must divide trainer.batch_size={batch}")
+    choose("trainer.precision", cfg.trainer.precision, ["fp32", "bf16"])
+    choose("optim.name", cfg.optim.name, ["adamw", "sgd"])
+    choose("optim.schedule", cfg.optim.schedule, ["constant", "cosine", "linear"])
+    positive("optim.lr", cfg.optim.lr, integer=False)
+    steps = budget_steps(cfg.trainer, batch, data.spec.tokens_per_example, model.flops_per_example())
+    return data, model, steps

@@ -1,0 +1,97 @@
+"""The one result writer: result.json (atomic), history.parquet, traceback.txt, and the environment record.
+
+Statuses: ok | diverged | oom | skipped | failed, plus `running` while a run is in progress, so a run
+killed half-way leaves a file that says so and is retrained on resume. Never a file that says ok early.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from harness.metrics import cpu_name
+
+FINISHED = ("ok", "diverged", "skipped")  # statuses a resumed study does not retrain
+STATUSES = ("ok", "diverged", "oom", "skipped", "failed")
+RESULT, HISTORY, TRACEBACK = "result.json", "history.parquet", "traceback.txt"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_result(run_dir: Path, result: dict) -> None:
+    write_atomic(run_dir / RESULT, json.dumps(_clean(result), indent=2, default=str) + "\n")
+
+
+def read_result(run_dir: Path) -> dict | None:
+    """The run's result.json, or None if absent or unreadable."""
+    try:
+        return json.loads((run_dir / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_history(run_dir: Path, rows: list[dict]) -> None:
+    path = run_dir / HISTORY
+    tmp = path.with_name(f".{HISTORY}.tmp")
+    pd.DataFrame(rows).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def environment(device: torch.device, threads: int) -> dict[str, Any]:
+    """Versions, hardware and the git commit, so a result can be traced to where it ran."""
+    import hydra
+    import omegaconf
+
+    env = {"python": sys.version.split()[0], "torch": torch.__version__, "hydra": hydra.__version__,
+           "omegaconf": omegaconf.__version__, "pandas": pd.__version__, "platform": platform.platform(),
+           "cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": threads, "device": str(device),
+           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+           "git_commit": _git_commit()}
+    try:
+        import wandb
+        env["wandb"] = wandb.__version__
+    except ImportError:
+        env["wandb"] = None
+    return env
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

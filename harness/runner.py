@@ -1,0 +1,171 @@
+"""One run: config -> data, model, device -> train -> metrics -> result.json, history.parquet, wandb.
+
+`run(cfg)` never raises for what happens during training (diverged, out of memory, crashes are recorded
+as statuses); it raises ConfigError for bad input, before anything is written.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from harness import metrics as M
+from harness.config import choose, positive, run_id as make_run_id
+from harness.models import param_counts
+from harness.plan import check_config
+from harness.results import FINISHED, HISTORY, TRACEBACK, environment, read_result, write_atomic, write_history, write_result
+from harness.tracking import Tracker
+from harness.train import Diverged, train
+
+log = logging.getLogger("harness")
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its status, metrics and per-step history, and where they are stored."""
+
+    status: str
+    reason: str | None
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+    run_dir: Path
+    run_id: str
+    reused: bool = False  # True when a finished result was found and not retrained
+
+
+def resolve_device(name: str) -> tuple[torch.device | None, str | None]:
+    """The torch device for `device=`; (None, reason) when the requested device is absent."""
+    choose("device", name, ["auto", "cpu", "cuda", "mps"])
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
+    if name == "cuda" and not torch.cuda.is_available():
+        return None, "device=cuda requested but no CUDA GPU is available"
+    if name == "mps" and not torch.backends.mps.is_available():
+        return None, "device=mps requested but MPS is not available"
+    return torch.device(name), None
+
+
+def resolve_threads(value: Any) -> int:
+    """threads=N, or auto: the cores divided among the jobs a parallel launcher runs at once."""
+    if value != "auto":
+        return positive("threads", value)
+    jobs = 1
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        launcher = HydraConfig.get().launcher
+        jobs = int(launcher.get("n_jobs") or 1) if "joblib" in str(launcher.get("_target_", "")) else 1
+        if jobs < 1:  # joblib's -1 means one job per core
+            jobs = os.cpu_count() or 1
+    except ValueError:  # not inside a Hydra app (the Python API)
+        pass
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def run_dir_for(cfg: DictConfig, rid: str) -> Path:
+    return Path(cfg.out_dir) / str(cfg.study) / rid
+
+
+def run(cfg: DictConfig) -> RunResult:
+    """Train and measure one run described by `cfg` (see conf/config.yaml) and record it."""
+    rid = make_run_id(cfg)
+    run_dir = run_dir_for(cfg, rid)
+    previous = read_result(run_dir)
+    if previous and previous.get("status") in FINISHED and not cfg.force:
+        log.info("%s: already %s, not retrained (force=true retrains)", rid, previous["status"])
+        history = pd.read_parquet(run_dir / HISTORY) if (run_dir / HISTORY).exists() else pd.DataFrame()
+        return RunResult(previous["status"], previous.get("reason"), previous.get("metrics", {}), history,
+                         run_dir, rid, reused=True)
+
+    device, skip_reason = resolve_device(cfg.device)
+    threads = resolve_threads(cfg.threads)
+    torch.set_num_threads(threads)
+    data, model, steps = check_config(cfg, materialize=True)
+    batch, flops_per_example = int(cfg.trainer.batch_size), model.flops_per_example()
+
+    record = {"run_id": rid, "status": "running", "reason": None,
+              "config": OmegaConf.to_container(cfg, resolve=True), "env": None, "metrics": {}}
+    if skip_reason:
+        return _finish(record, run_dir, "skipped", skip_reason, {}, [], None)
+    record["env"] = environment(device, threads)
+    write_result(run_dir, record)  # 'running': a killed run is retrained on resume
+    (run_dir / TRACEBACK).unlink(missing_ok=True)
+    tracker = Tracker(cfg, run_dir, rid)
+    n_total, n_non_emb = param_counts(model)
+    base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
+            "flops_per_example": flops_per_example, **data.spec.info}
+    outcome = None
+    try:
+        data = data.to(device)
+        model.to(device)
+        memory = M.MemoryMeter(device)
+        tpe = data.spec.tokens_per_example
+
+        def on_log(row: dict) -> None:
+            row["tokens_per_s"] = batch * tpe / row["step_time_s"]
+            tracker.log(row, row["step"])
+
+        t0 = time.perf_counter()
+        outcome = train(model, data, cfg, steps, device, cfg.seed, on_log)
+        wall = time.perf_counter() - t0
+        found = _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall)
+        found.update(memory.peak())
+        return _finish(record, run_dir, "ok", None, {**base, **found}, outcome.history, tracker)
+    except Diverged as e:
+        log.warning("%s: diverged at step %d", rid, e.step)
+        return _finish(record, run_dir, "diverged", f"loss not finite at step {e.step}",
+                       {**base, "diverged_step": e.step}, [], tracker)
+    except (torch.cuda.OutOfMemoryError, MemoryError) as e:
+        return _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker)
+    except Exception as e:  # noqa: BLE001 - a crash is recorded, with its traceback, and the study goes on
+        if "out of memory" in str(e).lower():
+            return _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker)
+        write_atomic(run_dir / TRACEBACK, traceback.format_exc())
+        return _finish(record, run_dir, "failed", f"{type(e).__name__}: {e}".splitlines()[0][:300], base, [], tracker)
+    finally:
+        if device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall) -> dict[str, Any]:
+    """Everything measured after training: losses, counts, speed, FLOPs, MFU, attention cost."""
+    tpe = data.spec.tokens_per_example
+    precision = cfg.trainer.precision
+    if cfg.peak_flops_per_s is not None:
+        peak = positive("peak_flops_per_s", cfg.peak_flops_per_s, integer=False)
+    elif device.type == "cuda":
+        peak = M.gpu_peak(torch.cuda.get_device_name(device), precision)
+    elif device.type == "cpu":
+        peak = M.cpu_peak(precision, threads)
+    else:
+        peak = None
+    flops_per_step = flops_per_example * batch
+    timing = M.step_time_stats(outcome.step_times, int(cfg.trainer.timing_warmup_steps))
+    found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "steps": outcome.steps,
+             "samples": outcome.steps * batch, "tokens": outcome.steps * batch * tpe, "wall_s": wall,
+             **timing, "data_time_fraction": outcome.data_time_s / max(sum(outcome.step_times), 1e-12),
+             "flops_per_step": flops_per_step, "flops_total": flops_per_step * outcome.steps,
+             **M.throughput(timing["step_time_s"], batch, tpe, flops_per_step, peak)}
+    if hasattr(model, "attention_flops_per_example"):
+        found.update(M.attention_cost(model, batch // int(cfg.trainer.grad_accum), device, precision))
+    return found
+
+
+def _finish(record: dict, run_dir: Path, status: str, reason: str | None, found: dict, history: list,
+            tracker: Tracker | None) -> RunResult:
+    record.update(status=status, reason=reason, metrics=found)
+    if history:
+        write_history(run_dir, history)  # before result.json: an ok result always has its history
+    write_result(run_dir, record)
+    if tracker is not None:
+        tracker.finish(status, found)
+    if status != "ok":
+        log.warning("%s: %s (%s)", record["run_id"], status, reason)
+    return RunResult(status, reason, found, pd.DataFrame(history), run_dir, record["run_id"])

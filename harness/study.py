@@ -1,0 +1,95 @@
+"""A study is a Hydra multirun: the sweeper expands `hydra.sweeper.params` into jobs, a launcher runs them.
+
+`StudyCallback` (registered in conf/config.yaml) validates every job before the first one starts, and
+prints the summary (ok / diverged / oom / skipped / failed) at the end. `expand_jobs` and `job_configs`
+are shared with `harness-plan`, so the plan and the study see the same jobs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config import ConfigError, run_id
+from harness.results import STATUSES, read_result
+
+log = logging.getLogger("harness")
+
+
+def expand_jobs(config: DictConfig) -> list[list[str]]:
+    """The override list of every job, exactly as Hydra's basic sweeper will expand them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
+    task = list(config.hydra.overrides.task)
+    args = [f"{k}={v}" for k, v in params.items()] + task
+    overrides = OverridesParser.create().parse_overrides(args)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
+    """Compose each job's config (inside an initialised Hydra) and check it as a run would, without training.
+
+    Raises ConfigError naming the first bad key or value.
+    """
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    from harness.plan import check_config
+
+    configs = []
+    for overrides in jobs:
+        try:
+            cfg = compose("config", overrides=overrides)
+        except HydraException as e:
+            raise ConfigError(f"{' '.join(overrides)}: {str(e).splitlines()[0]}") from None
+        check_config(cfg)
+        configs.append(cfg)
+    return configs
+
+
+def summarise(configs: list[DictConfig]) -> Counter:
+    """Count the statuses in the result files of a study's runs (missing or running: 'missing')."""
+    counts: Counter = Counter()
+    for cfg in configs:
+        result = read_result(Path(cfg.out_dir) / str(cfg.study) / run_id(cfg)) or {}
+        counts[result.get("status") if result.get("status") in STATUSES else "missing"] += 1
+    return counts
+
+
+def format_summary(counts: Counter) -> str:
+    return " ".join(f"{s}={counts[s]}" for s in (*STATUSES, "missing") if counts[s] or s == "ok")
+
+
+class StudyCallback(Callback):
+    """Hydra callback: validate all jobs at multirun start; summary and exit status at multirun end."""
+
+    def __init__(self) -> None:
+        self.configs: list[DictConfig] = []
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self.configs = job_configs(expand_jobs(config))
+        except ConfigError as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        done = summarise(self.configs)
+        finished = done["ok"] + done["diverged"] + done["skipped"]
+        log.info("study %s (scale=%s): %d runs, %d already finished -> %s/%s/", config.study, config.scale,
+                 len(self.configs), finished, config.out_dir, config.study)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        counts = summarise(self.configs)
+        print(f"study {config.study}: {len(self.configs)} runs: {format_summary(counts)}", flush=True)
+        if self.configs and counts["failed"] + counts["missing"] + counts["oom"] == len(self.configs):
+            sys.exit(1)

@@ -1,0 +1,155 @@
+"""The training loop, top to bottom: optimizer, LR schedule, budget -> steps, the step loop with timing,
+validation, divergence check. It returns the per-step history and what the metrics module needs."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from harness.config import choose, fail, positive
+from harness.data import Dataset
+from harness.metrics import sync
+
+DEFAULT_STEPS = 200
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+class Diverged(Exception):
+    """The loss became NaN or inf at `step`."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"loss {loss} at step {step}")
+        self.step = step
+
+
+@dataclass
+class TrainOutcome:
+    history: list[dict] = field(default_factory=list)   # one row per logged step
+    step_times: list[float] = field(default_factory=list)
+    data_time_s: float = 0.0
+    steps: int = 0
+    train_loss: float = float("nan")
+    val_loss: float = float("nan")
+
+
+def budget_steps(cfg: DictConfig, batch_size: int, tokens_per_example: int, flops_per_example: int) -> int:
+    """Steps from the one budget that is set (steps, tokens or FLOPs); none set means DEFAULT_STEPS."""
+    budgets = {k: cfg[k] for k in ("max_steps", "max_tokens", "max_flops") if cfg.get(k) is not None}
+    if len(budgets) > 1:
+        fail("trainer", ",".join(f"{k}={v}" for k, v in budgets.items()),
+             "contradictory budgets: set only one of trainer.max_steps, trainer.max_tokens, trainer.max_flops")
+    if "max_tokens" in budgets:
+        steps = positive("trainer.max_tokens", budgets["max_tokens"]) / (batch_size * tokens_per_example)
+    elif "max_flops" in budgets:
+        steps = positive("trainer.max_flops", budgets["max_flops"], integer=False) / (batch_size * flops_per_example)
+    else:
+        return positive("trainer.max_steps", budgets.get("max_steps", DEFAULT_STEPS))
+    if steps < 1:
+        key = next(iter(budgets))
+        fail(f"trainer.{key}", budgets[key], f"budget is less than one step of batch {batch_size}")
+    return int(steps)
+
+
+def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
+    name = choose("optim.name", cfg.name, ["adamw", "sgd"])
+    lr = positive("optim.lr", cfg.lr, integer=False)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_schedule(cfg: DictConfig, steps: int) -> Callable[[int], float]:
+    """Multiplier of the base LR at each step: linear warmup, then constant, cosine or linear decay."""
+    kind = choose("optim.schedule", cfg.schedule, SCHEDULES)
+    warmup, floor = int(cfg.warmup_steps), float(cfg.min_lr_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, steps - warmup)
+        decay = 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
+        return floor + (1 - floor) * decay
+
+    return factor
+
+
+def loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if kind == "mse":
+        return lambda out, y: F.mse_loss(out.float(), y)
+    return lambda out, y: F.cross_entropy(out.float().reshape(-1, out.size(-1)), y.reshape(-1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, autocast) -> float:
+    """Mean validation loss over the fixed first `n_examples` validation examples."""
+    model.eval()
+    lossf, total, count = loss_fn(data.spec.loss), 0.0, 0
+    for x, y in data.val_batches(n_examples, batch_size):
+        with autocast:
+            total += lossf(model(x), y).item() * len(x)
+        count += len(x)
+    model.train()
+    return total / count
+
+
+def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
+          on_log: Callable[[dict], None] = lambda row: None) -> TrainOutcome:
+    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged on NaN/inf."""
+    tcfg = cfg.trainer
+    accum = positive("trainer.grad_accum", tcfg.grad_accum)
+    micro = positive("trainer.batch_size", tcfg.batch_size) // accum
+    if micro * accum != tcfg.batch_size:
+        fail("trainer.grad_accum", accum, f"must divide trainer.batch_size={tcfg.batch_size}")
+    precision = choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    opt = make_optimizer(model, cfg.optim)
+    factor, base_lr = lr_schedule(cfg.optim, steps), float(cfg.optim.lr)
+    lossf = loss_fn(data.spec.loss)
+    gen = torch.Generator().manual_seed(seed)  # batch order: same seed, same batches
+    eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
+    eval_n = positive("trainer.eval_samples", tcfg.eval_samples)
+    out = TrainOutcome()
+    model.train()
+    for step in range(steps):
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = base_lr * factor(step)
+        loss_sum, data_s = 0.0, 0.0
+        for _ in range(accum):
+            td = time.perf_counter()
+            x, y = data.batch(micro, gen)
+            data_s += time.perf_counter() - td
+            with autocast:
+                loss = lossf(model(x), y) / accum
+            loss.backward()
+            loss_sum += loss.detach()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss_value = float(loss_sum)  # syncs the device: the step is done when the clock stops
+        sync(device)
+        dt = time.perf_counter() - t0
+        if not math.isfinite(loss_value):
+            raise Diverged(step, loss_value)
+        out.step_times.append(dt)
+        out.data_time_s += data_s
+        out.steps, out.train_loss = step + 1, loss_value
+        last = step == steps - 1
+        val = evaluate(model, data, eval_n, micro, autocast) if last or (eval_every and (step + 1) % eval_every == 0) else None
+        if val is not None:
+            out.val_loss = val
+        if last or step % log_every == 0 or val is not None:
+            row = {"step": step + 1, "train_loss": loss_value, "val_loss": val, "lr": base_lr * factor(step),
+                   "step_time_s": dt, "data_time_s": data_s,
+                   "grad_norm": float(grad_norm) if grad_norm is not None else None}
+            out.history.append(row)
+            on_log(row)
+    return out
