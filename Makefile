@@ -18,10 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/benchmarks
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --ignore=tests/benchmarks
 
 # One real run per architecture on its built-in task, collected into a table.
 demo: venv

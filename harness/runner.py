@@ -54,19 +54,26 @@ def resolve_device(name: str) -> tuple[torch.device | None, str | None]:
 
 
 def resolve_threads(value: Any) -> int:
-    """threads=N, or auto: the cores divided among the jobs a parallel launcher runs at once."""
+    """threads=N, or auto: the cores divided among the jobs a launcher runs at once on this machine.
+
+    joblib runs n_jobs at once (-1: one per core); submitit gives each job cpus_per_task (default 1, so
+    submitit_local's parallel jobs never oversubscribe); the basic launcher runs one job at a time.
+    """
     if value != "auto":
         return positive("threads", value)
-    jobs = 1
+    cores = os.cpu_count() or 1
     try:
         from hydra.core.hydra_config import HydraConfig
         launcher = HydraConfig.get().launcher
-        jobs = int(launcher.get("n_jobs") or 1) if "joblib" in str(launcher.get("_target_", "")) else 1
-        if jobs < 1:  # joblib's -1 means one job per core
-            jobs = os.cpu_count() or 1
     except ValueError:  # not inside a Hydra app (the Python API)
-        pass
-    return max(1, (os.cpu_count() or 1) // jobs)
+        return cores
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target:
+        jobs = int(launcher.get("n_jobs") or 1)
+        return max(1, cores // (cores if jobs < 1 else jobs))
+    if "submitit" in target:
+        return int(launcher.get("cpus_per_task") or 1)
+    return cores
 
 
 def run_dir_for(cfg: DictConfig, rid: str) -> Path:

@@ -27,6 +27,9 @@ def expand_jobs(config: DictConfig) -> list[list[str]]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    grid = config.get("grid")
+    if grid is not None and config.scale not in grid:
+        raise ConfigError(f"scale={config.scale}: unknown preset for study {config.study} (valid: {', '.join(grid)})")
     params = config.hydra.sweeper.get("params")
     params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
     task = list(config.hydra.overrides.task)
@@ -51,7 +54,10 @@ def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
             cfg = compose("config", overrides=overrides)
         except HydraException as e:
             raise ConfigError(f"{' '.join(overrides)}: {str(e).splitlines()[0]}") from None
-        check_config(cfg)
+        try:
+            check_config(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{e} [job: {' '.join(overrides)}]") from None
         configs.append(cfg)
     return configs
 
