@@ -26,6 +26,7 @@ from harness.tracking import Tracker
 from harness.train import Diverged, train
 
 log = logging.getLogger("harness")
+PROGRESS_EVERY_S = 30.0
 
 
 @dataclass
@@ -76,6 +77,23 @@ def resolve_threads(value: Any) -> int:
     return cores
 
 
+class Progress:
+    """A log line every PROGRESS_EVERY_S seconds of training: step, loss, tokens/s, time left."""
+
+    def __init__(self, rid: str, steps: int):
+        self.rid, self.steps, self.start = rid, steps, time.perf_counter()
+        self.next = self.start + PROGRESS_EVERY_S
+
+    def update(self, row: dict) -> None:
+        now = time.perf_counter()
+        if now < self.next:
+            return
+        self.next = now + PROGRESS_EVERY_S
+        left = (now - self.start) / row["step"] * (self.steps - row["step"])
+        log.info("%s: step %d/%d train_loss=%.4g tokens_per_s=%.3g, ~%.0f s left", self.rid, row["step"],
+                 self.steps, row["train_loss"], row["tokens_per_s"], left)
+
+
 def run_dir_for(cfg: DictConfig, rid: str) -> Path:
     return Path(cfg.out_dir) / str(cfg.study) / rid
 
@@ -115,9 +133,12 @@ def run(cfg: DictConfig) -> RunResult:
         memory = M.MemoryMeter(device)
         tpe = data.spec.tokens_per_example
 
+        progress = Progress(rid, steps)
+
         def on_log(row: dict) -> None:
             row["tokens_per_s"] = batch * tpe / row["step_time_s"]
             tracker.log(row, row["step"])
+            progress.update(row)
 
         t0 = time.perf_counter()
         outcome = train(model, data, cfg, steps, device, cfg.seed, on_log)

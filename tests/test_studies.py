@@ -34,7 +34,7 @@ def test_every_study_has_a_question_a_command_and_a_smoke_size():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", [s for s in EXPECTED_RUNS if s not in ("batch_lr", "devices")])
+@pytest.mark.parametrize("study", [s for s in EXPECTED_RUNS if s not in ("batch_lr", "devices", "demo")])
 def test_smoke_study_runs_under_joblib_and_collects(study, tmp_path):
     out = harness("-m", f"sweep={study}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"out_dir={tmp_path}",
                   "logger=none")
