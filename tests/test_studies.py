@@ -112,3 +112,18 @@ def test_plan_warns_about_runs_that_do_not_fit(tmp_path):
     out = subprocess.run([sys.executable, "-c", "from harness.plan import main; main()", "sweep=attention",
                           "scale=gpu", "--mem-gb=1"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "warning: run" in out.stderr
+
+
+def test_collect_skips_unreadable_results_with_a_warning(tmp_path):
+    from harness import compose, run
+    from conftest import small
+
+    for lr in ("1e-2", "2e-2"):
+        run(compose(small("mlp", tmp_path, f"optim.lr={lr}", "trainer.max_steps=3")))
+    broken = tmp_path / "single" / "broken"
+    broken.mkdir()
+    (broken / "result.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        table = collect(tmp_path / "single")
+    assert len(table) == 2 and set(table["optim.lr"]) == {0.01, 0.02}
+    assert {"run_id", "status", "reason", "model.name", "val_loss", "tokens_per_s", "env.torch"} <= set(table.columns)
