@@ -23,10 +23,15 @@ test: venv
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" --ignore=tests/benchmarks
 
-# One real run per architecture on its built-in task, collected into a table.
+# One real run per architecture, then a real study (parameter ladder, smoke scale, 2 parallel jobs),
+# collected into a table and turned into a report with fitted laws and plots.
 demo: venv
 	$(VENV)/bin/harness -m sweep=demo out_dir=$(DEMO_DIR)
 	$(VENV)/bin/harness-collect $(DEMO_DIR)/demo
+	$(VENV)/bin/harness -m sweep=params scale=smoke grid.smoke.steps=150 hydra/launcher=joblib out_dir=$(DEMO_DIR)
+	$(VENV)/bin/harness-collect $(DEMO_DIR)/params
+	$(VENV)/bin/harness-analyze $(DEMO_DIR)/params --out reports/params
+	@echo "report: reports/params/report.md"
 
 bench: venv
 	$(PY) -m pip install -q -e '.[dev,bench]'

@@ -1,0 +1,38 @@
+"""Scaling-law fits and study reports.
+
+    from analysis import fit_power_law, fit_chinchilla, fit_isoflop
+    fit = fit_chinchilla(df, n="N", d="D", loss="loss", bootstrap=0, seed=0)
+    fit.params, fit.objective, fit.ci, fit.predict(N, D), fit.optimal_allocation(C), fit.exponents
+
+Plots and reports (matplotlib) live in ``analysis.plots`` and ``analysis.report`` and are
+imported on use.
+"""
+
+from analysis.chinchilla import (
+    EPOCH,
+    HOFFMANN,
+    ChinchillaFit,
+    chinchilla_grid,
+    chinchilla_loss,
+    chinchilla_objective,
+    fit_chinchilla,
+)
+from analysis.data import AnalysisError, DataWarning, InsufficientDataError, load_table
+from analysis.isoflop import IsoFlopFit, fit_isoflop
+from analysis.lr_batch import LrBatchFit, ThroughputCurve, fit_lr_batch, throughput_vs_batch
+from analysis.powerlaw import ExtrapolationCheck, PowerLawFit, extrapolation_check, fit_power_law
+from analysis.systems import (
+    AttentionScaling,
+    architecture_ratio,
+    device_speedup,
+    fit_attention,
+    throughput_vs_params,
+)
+
+__all__ = [
+    "AnalysisError", "AttentionScaling", "ChinchillaFit", "DataWarning", "EPOCH", "ExtrapolationCheck",
+    "HOFFMANN", "InsufficientDataError", "IsoFlopFit", "LrBatchFit", "PowerLawFit", "ThroughputCurve",
+    "architecture_ratio", "chinchilla_grid", "chinchilla_loss", "chinchilla_objective", "device_speedup",
+    "extrapolation_check", "fit_attention", "fit_chinchilla", "fit_isoflop", "fit_lr_batch", "fit_power_law",
+    "load_table", "throughput_vs_batch", "throughput_vs_params",
+]

@@ -1,0 +1,95 @@
+"""`harness-analyze`: fit scaling laws and write a study report.
+
+    harness-analyze runs/params --out reports/params     # fits + figures + report.md + fits.json (+ wandb)
+    harness-analyze results.parquet                      # the same from a collected table (.parquet / .csv)
+    harness-analyze chinchilla points.csv                # columns N, D, loss -> the fitted law as JSON
+    harness-analyze chinchilla points.csv --bootstrap 1000 --plot frontier.png
+
+Bad input (missing file or columns, too few points) exits with status 2 and a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.data import AnalysisError, json_ready, load_table
+
+
+def _chinchilla(argv: list[str]) -> int:
+    from analysis.chinchilla import fit_chinchilla
+
+    p = argparse.ArgumentParser(prog="harness-analyze chinchilla",
+                                description="Fit L(N, D) = E + A/N^alpha + B/D^beta; print it as JSON.")
+    p.add_argument("points", help="a .csv or .parquet table of runs")
+    p.add_argument("--n", default="N", help="column of parameter counts (default N)")
+    p.add_argument("--d", default="D", help="column of training tokens (default D)")
+    p.add_argument("--loss", default="loss", help="column of losses (default loss)")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap refits for 95%% intervals (default 0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", help="write the compute-optimal frontier here (PNG, and SVG beside it)")
+    args = p.parse_args(argv)
+    table = load_table(args.points)
+    fit = fit_chinchilla(table, args.n, args.d, args.loss, bootstrap=args.bootstrap, seed=args.seed)
+    if args.plot:
+        from analysis.plots import plot_frontier
+
+        C = 6 * table[args.n].astype(float) * table[args.d].astype(float)
+        plot_frontier(fit, Path(args.plot).with_suffix(""), C_range=(float(np.nanmin(C)), float(np.nanmax(C))))
+    json.dump(json_ready(fit.to_dict()), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def _study(argv: list[str]) -> int:
+    from analysis.report import analyze, log_wandb, study_name
+
+    p = argparse.ArgumentParser(prog="harness-analyze", description=__doc__.splitlines()[0])
+    p.add_argument("study", help="a study folder (e.g. runs/params) or its collected .parquet / .csv table")
+    p.add_argument("--out", help="report folder (default: STUDY/report, or report/ beside the table)")
+    p.add_argument("--name", help="study name (default: the table's `study` column)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits per fit (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline",
+                   help="log figures and fits to the study's wandb group (default offline)")
+    args = p.parse_args(argv)
+    src = Path(args.study)
+    table = load_table(src)
+    out = Path(args.out) if args.out else (src if src.is_dir() else src.parent) / "report"
+    report = analyze(table, out, study=args.name or study_name(table, src.stem), bootstrap=args.bootstrap,
+                     seed=args.seed)
+    ok = sum(s.status == "ok" for s in report.sections)
+    print(f"{report.study}: {ok}/{len(report.sections)} analyses ok, {len(report.figures)} figure files "
+          f"-> {out / 'report.md'}, {out / 'fits.json'}")
+    for s in report.sections:
+        if s.status != "ok":
+            print(f"  {s.status}: {s.title}: {s.reason}")
+    run_id = log_wandb(report, args.wandb, wandb_dir=out)
+    if run_id:
+        print(f"wandb ({args.wandb}): run {run_id} in group {report.study} -> {out / 'wandb'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `harness-analyze`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    default_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
+    try:
+        code = _chinchilla(argv[1:]) if argv[:1] == ["chinchilla"] else _study(argv)
+    except (AnalysisError, OSError, pd.errors.ParserError) as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        code = 2
+    finally:
+        warnings.formatwarning = default_format
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
