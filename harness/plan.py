@@ -28,6 +28,7 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
     choose("device", cfg.device, ["auto", "cpu", "cuda", "mps"])
     if cfg.threads != "auto":
         positive("threads", cfg.threads)
+    positive("peak_flops_per_s", cfg.peak_flops_per_s, allow_none=True, integer=False)
     data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed))
     torch.manual_seed(cfg.seed)  # after the data: same seed, same initial weights
     with torch.device("cpu" if materialize else "meta"):

@@ -121,18 +121,17 @@ def run(cfg: DictConfig) -> RunResult:
         return _finish(record, run_dir, "skipped", skip_reason, {}, [], None)
     record["env"] = environment(device, threads)
     write_result(run_dir, record)  # 'running': a killed run is retrained on resume
-    (run_dir / TRACEBACK).unlink(missing_ok=True)
+    for stale in (TRACEBACK, HISTORY):  # from an earlier (forced) attempt
+        (run_dir / stale).unlink(missing_ok=True)
     tracker = Tracker(cfg, run_dir, rid)
     n_total, n_non_emb = param_counts(model)
     base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
             "flops_per_example": flops_per_example, **data.spec.info}
-    outcome = None
     try:
         data = data.to(device)
         model.to(device)
         memory = M.MemoryMeter(device)
         tpe = data.spec.tokens_per_example
-
         progress = Progress(rid, steps)
 
         def on_log(row: dict) -> None:
@@ -149,7 +148,7 @@ def run(cfg: DictConfig) -> RunResult:
     except Diverged as e:
         log.warning("%s: diverged at step %d", rid, e.step)
         return _finish(record, run_dir, "diverged", f"loss not finite at step {e.step}",
-                       {**base, "diverged_step": e.step}, [], tracker)
+                       {**base, "diverged_step": e.step}, e.history, tracker)
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
         return _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker)
     except Exception as e:  # noqa: BLE001 - a crash is recorded, with its traceback, and the study goes on

@@ -23,9 +23,9 @@ SCHEDULES = ("constant", "cosine", "linear")
 class Diverged(Exception):
     """The loss became NaN or inf at `step`."""
 
-    def __init__(self, step: int, loss: float):
+    def __init__(self, step: int, loss: float, history: list[dict]):
         super().__init__(f"loss {loss} at step {step}")
-        self.step = step
+        self.step, self.history = step, history  # the rows logged before it
 
 
 @dataclass
@@ -138,7 +138,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         sync(device)
         dt = time.perf_counter() - t0
         if not math.isfinite(loss_value):
-            raise Diverged(step, loss_value)
+            raise Diverged(step, loss_value, out.history)
         out.step_times.append(dt)
         out.data_time_s += data_s
         out.steps, out.train_loss = step + 1, loss_value
