@@ -115,6 +115,12 @@ class MemoryMeter:
             except OSError:
                 pass
 
+    def current_mib(self) -> float:
+        """Memory in use now (MiB): allocated CUDA memory, or the process RSS."""
+        if self.device.type == "cuda":
+            return torch.cuda.memory_allocated(self.device) / 2 ** 20
+        return psutil.Process().memory_info().rss / 2 ** 20
+
     def peak(self) -> dict[str, int]:
         if self.device.type == "cuda":
             return {"peak_mem_bytes": torch.cuda.max_memory_allocated(self.device),

@@ -136,6 +136,7 @@ def run(cfg: DictConfig) -> RunResult:
 
         def on_log(row: dict) -> None:
             row["tokens_per_s"] = batch * tpe / row["step_time_s"]
+            row["mem_mib"] = memory.current_mib()
             tracker.log(row, row["step"])
             progress.update(row)
 

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 HISTORY_KEYS = {"train_loss": "train/loss", "val_loss": "val/loss", "lr": "train/lr",
                 "grad_norm": "train/grad_norm", "step_time_s": "perf/step_time_s",
-                "data_time_s": "perf/data_time_s", "tokens_per_s": "perf/tokens_per_s"}
+                "data_time_s": "perf/data_time_s", "tokens_per_s": "perf/tokens_per_s",
+                "mem_mib": "mem/rss_mib"}  # on CUDA mem_mib is allocated GPU memory
 SUMMARY_GROUPS = {"attn_": "attn/", "peak_mem": "mem/", "mfu": "perf/", "per_s": "perf/",
                   "time_s": "perf/", "flops": "perf/", "loss": "final/"}
 

@@ -120,7 +120,7 @@ def test_wandb_offline_run_holds_the_history(runs):
     files = list(res.run_dir.rglob("run-*.wandb"))
     assert len(files) == 1
     rows = history(files[0])
-    assert len(rows) == 12 and all("train/loss" in r and "perf/tokens_per_s" in r for r in rows)
+    assert len(rows) == 12 and all("train/loss" in r and "perf/tokens_per_s" in r and r["mem/rss_mib"] > 0 for r in rows)
     assert rows[0]["train/loss"] == pytest.approx(res.history["train_loss"].iloc[0])
     config, summary = config_and_summary(files[0])
     assert config["model.name"] == "mlp" and summary["status"] == "ok"
