@@ -407,11 +407,13 @@ def analyze(table: pd.DataFrame, out_dir: str | Path, study: str | None = None,
 
 
 def write(report: Report) -> tuple[Path, Path]:
-    """Write report.md and fits.json into the report's folder."""
+    """Write report.md and fits.json into the report's folder, each atomically (the harness's writer)."""
+    from harness.results import write_atomic
+
     md = report.out_dir / "report.md"
     fits = report.out_dir / "fits.json"
-    md.write_text(markdown(report))
-    fits.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_atomic(fits, json.dumps(report.to_dict(), indent=2) + "\n")
+    write_atomic(md, markdown(report))
     return md, fits
 
 

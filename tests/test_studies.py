@@ -127,3 +127,21 @@ def test_collect_skips_unreadable_results_with_a_warning(tmp_path):
         table = collect(tmp_path / "single")
     assert len(table) == 2 and set(table["optim.lr"]) == {0.01, 0.02}
     assert {"run_id", "status", "reason", "model.name", "val_loss", "tokens_per_s", "env.torch"} <= set(table.columns)
+
+
+def test_study_exits_nonzero_only_when_every_run_failed(tmp_path):
+    from harness import compose
+    from harness.config import run_id
+    from harness.results import write_result
+    from harness.study import StudyCallback
+
+    configs = [compose([f"out_dir={tmp_path}", f"seed={i}"]) for i in range(2)]
+    callback = StudyCallback()
+    callback.configs = configs
+    for cfg in configs:
+        write_result(tmp_path / "single" / run_id(cfg), {"run_id": run_id(cfg), "status": "failed"})
+    with pytest.raises(SystemExit) as stop:
+        callback.on_multirun_end(configs[0])
+    assert stop.value.code == 1
+    write_result(tmp_path / "single" / run_id(configs[1]), {"run_id": run_id(configs[1]), "status": "ok"})
+    callback.on_multirun_end(configs[0])  # one ok run: the study succeeds

@@ -60,6 +60,8 @@ class Transformer(nn.Module):
                  act: str = "gelu", attention: str = "sdpa", dropout: float = 0.0):
         super().__init__()
         choose("model.attention", attention, ATTENTION)
+        if not 0 <= dropout < 1:
+            fail("model.dropout", dropout, "must be in [0, 1)")
         if d_model % n_heads:
             fail("model.d_model", d_model, f"must be divisible by model.n_heads={n_heads}")
         self.d_model, self.n_layers, self.n_heads, self.d_ff = d_model, n_layers, n_heads, d_ff
