@@ -61,7 +61,10 @@ def fit_attention(
 
     The time share of attention is ``time * layers / step_time`` (the harness times one
     attention layer forward + backward; a missing ``layers`` column counts one layer).
-    Metrics whose column is absent or empty for an implementation are listed in ``skipped``.
+    Memory is fitted on the growth above the shortest length's peak (``memory`` minus its value at the
+    smallest n of that implementation): process RSS carries a fixed baseline (libraries, weights) that
+    would otherwise flatten the exponent. Metrics whose column is absent or empty for an implementation
+    are listed in ``skipped``.
     """
     base = usable_rows(df, [seq], positive=[seq], what="attention fit")
     if impl not in base.columns:
@@ -70,7 +73,10 @@ def fit_attention(
     for name, g in base.groupby(impl):
         for metric, col in (("time", time), ("memory", memory)):
             try:
-                rows = usable_rows(g, [seq, col], positive=[seq, col], what=f"{name} {metric}", warn=False)
+                source = g
+                if metric == "memory" and col in g.columns and g[col].notna().any():
+                    source = g.assign(**{col: g[col] - g.loc[g[seq].idxmin(), col]})
+                rows = usable_rows(source, [seq, col], positive=[seq, col], what=f"{name} {metric}", warn=False)
                 cut = _long_lengths(rows[seq].to_numpy())
                 rows = rows[rows[seq] >= cut]
                 need(rows[seq].nunique(), 2, f"{name} {metric} ~ n^k", "distinct lengths")
