@@ -152,6 +152,9 @@ def run(cfg: DictConfig) -> RunResult:
                        {**base, "diverged_step": e.step}, e.history, tracker)
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
         return _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker)
+    except KeyboardInterrupt:  # recorded as failed (retrained on resume), wandb finished, then re-raised
+        _finish(record, run_dir, "failed", "interrupted (KeyboardInterrupt)", base, [], tracker)
+        raise
     except Exception as e:  # noqa: BLE001 - a crash is recorded, with its traceback, and the study goes on
         if "out of memory" in str(e).lower():
             return _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker)

@@ -138,7 +138,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         sync(device)
         dt = time.perf_counter() - t0
         if not math.isfinite(loss_value):
-            raise Diverged(step, loss_value, out.history)
+            raise Diverged(step + 1, loss_value, out.history)  # 1-based, as in the history
         out.step_times.append(dt)
         out.data_time_s += data_s
         out.steps, out.train_loss = step + 1, loss_value

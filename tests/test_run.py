@@ -74,7 +74,9 @@ def test_nan_loss_ends_the_run_as_diverged(runs):
     res = run(compose(small("mlp", runs, "optim.lr=1e12", "trainer.grad_clip=0", "optim=sgd", "optim.lr=1e12")))
     assert res.status == "diverged" and "step" in res.reason
     saved = json.loads((res.run_dir / "result.json").read_text())
-    assert saved["status"] == "diverged" and saved["metrics"]["diverged_step"] < 40
+    step = saved["metrics"]["diverged_step"]
+    assert saved["status"] == "diverged" and 1 <= step < 40
+    assert len(res.history) == step - 1  # the steps logged before the loss went non-finite
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
@@ -168,3 +170,22 @@ def test_cli_single_run_writes_ok_result(runs):
     assert out.returncode == 0, out.stderr
     [result] = Path(runs).rglob("result.json")
     assert json.loads(result.read_text())["status"] == "ok"
+
+
+def test_interrupted_run_is_recorded_as_failed_and_retrained(runs, monkeypatch):
+    import harness.runner as harness_run
+
+    real_train = harness_run.train
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness_run, "train", interrupt)
+    cfg = compose(small("mlp", runs, "trainer.max_steps=5"))
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    [result] = Path(runs).rglob("result.json")
+    assert json.loads(result.read_text())["status"] == "failed"
+    monkeypatch.setattr(harness_run, "train", real_train)
+    again = run(cfg)
+    assert again.status == "ok" and not again.reused
