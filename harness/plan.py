@@ -77,8 +77,8 @@ def activation_bytes(model: torch.nn.Module, data: Dataset, precision: str) -> i
     return sum(saved.values())
 
 
-def estimate(cfg: DictConfig, peak_flops_per_s: float | None, mfu: float | None) -> dict:
-    """FLOPs, time and memory of one run, from its config alone."""
+def estimate(cfg: DictConfig) -> dict:
+    """FLOPs and memory of one run, from its config alone."""
     data, model, steps = check_config(cfg)
     batch, precision = int(cfg.trainer.batch_size), cfg.trainer.precision
     device = "cuda" if cfg.device in ("cuda", "auto") and torch.cuda.is_available() or cfg.device == "cuda" else "cpu"
@@ -88,9 +88,26 @@ def estimate(cfg: DictConfig, peak_flops_per_s: float | None, mfu: float | None)
     micro = batch // int(cfg.trainer.grad_accum)
     state = n * 4 * (2 + OPTIMIZER_STATE[cfg.optim.name])  # fp32 weights, grads, optimizer state
     memory = state + (act * micro if act is not None else 0)
-    rate = (peak_flops_per_s or 0) * (mfu or DEFAULT_MFU[device])
     return {"device": device, "params": n, "steps": steps, "flops": flops, "memory_bytes": memory,
-            "activations_counted": act is not None, "time_s": flops / rate if rate else None}
+            "activations_counted": act is not None}
+
+
+def recorded_mfu(study_dir) -> dict[str, float]:
+    """Median MFU per model name over the ok runs a study already holds (for time estimates)."""
+    from pathlib import Path
+    import warnings
+
+    from harness.collect import collect
+
+    if not Path(study_dir).is_dir():
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = collect(study_dir)
+    if table.empty or "mfu" not in table:
+        return {}
+    ok = table[(table.status == "ok") & table.mfu.notna()]
+    return ok.groupby("model.name").mfu.median().to_dict()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,27 +138,29 @@ def main(argv: list[str] | None = None) -> None:
                                     return_hydra_config=True)
             primary.hydra.overrides.task = args.overrides
             configs = job_configs(expand_jobs(primary))
-            plans = [estimate(c, None, None) for c in configs]
+            plans = [estimate(c) for c in configs]
     except ConfigError as e:
         sys.exit(f"error: {e}")
     threads = resolve_threads("auto")
+    measured = recorded_mfu(f"{primary.out_dir}/{primary.study}")
     print(f"study {primary.study} (scale={primary.scale}): {len(configs)} runs")
     print(f"{'run':>4} {'model':>12} {'params':>10} {'steps':>7} {'FLOPs':>9} {'time':>8} {'memory':>9}  device")
     total_time, warnings = 0.0, []
     for i, (cfg, p) in enumerate(zip(configs, plans)):
-        if p["device"] == "cuda":
-            peak, limit = gpu_peak(args.gpu, cfg.trainer.precision), args.mem_gb and args.mem_gb * 2 ** 30 or GPU_MEMORY_BYTES
-        else:
-            peak, limit = cpu_peak(cfg.trainer.precision, threads), (args.mem_gb * 2 ** 30 if args.mem_gb else psutil.virtual_memory().total)
-        rate = (peak or 0) * (args.mfu or DEFAULT_MFU[p["device"]])
+        cuda = p["device"] == "cuda"
+        peak = gpu_peak(args.gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
+        limit = args.mem_gb * 2 ** 30 if args.mem_gb else GPU_MEMORY_BYTES if cuda else psutil.virtual_memory().total
+        mfu = args.mfu or measured.get(cfg.model.name) or DEFAULT_MFU[p["device"]]
+        rate = (peak or 0) * mfu
         seconds = p["flops"] / rate if rate else float("nan")
         total_time += seconds if seconds == seconds else 0
         mem = f"{p['memory_bytes'] / 2 ** 20:.0f} MiB" + ("" if p["activations_counted"] else "*")
         print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s {mem:>9}  {p['device']}")
         if p["memory_bytes"] > limit:
             warnings.append(f"run {i} needs ~{p['memory_bytes'] / 2 ** 30:.1f} GiB > {limit / 2 ** 30:.0f} GiB available")
-    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min of compute at MFU "
-          f"{args.mfu or DEFAULT_MFU['cpu']} (before per-run overhead; divide by parallel jobs)")
+    source = "--mfu" if args.mfu else "recorded in this study (" + ", ".join(f"{k} {v:.3g}" for k, v in measured.items()) + ")" if measured else f"default {DEFAULT_MFU['cpu']}"
+    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min of compute; MFU {source} "
+          "(before per-run overhead; divide by parallel jobs)")
     print("memory: fp32 weights + grads + optimizer state + activations saved for backward"
           " (* = activations not counted: no meta kernel)")
     for w in warnings:
