@@ -12,7 +12,7 @@ from harness.config import choose, fail, positive
 from harness.data import Dataset, build_data
 from harness.models import build_model
 from harness.models.layers import count_params
-from harness.train import budget_steps
+from harness.train import budget_steps, check_training
 
 
 @functools.lru_cache(maxsize=4)  # a study re-uses few datasets; each can be tens of MB
@@ -36,13 +36,7 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
     batch = positive("trainer.batch_size", cfg.trainer.batch_size)
     if batch > data.n_train:
         fail("trainer.batch_size", batch, f"larger than the training set ({data.n_train} examples)")
-    accum = positive("trainer.grad_accum", cfg.trainer.grad_accum)
-    if batch % accum:
-        fail("trainer.grad_accum", accum, f"must divide trainer.batch_size={batch}")
-    choose("trainer.precision", cfg.trainer.precision, ["fp32", "bf16"])
-    choose("optim.name", cfg.optim.name, ["adamw", "sgd"])
-    choose("optim.schedule", cfg.optim.schedule, ["constant", "cosine", "linear"])
-    positive("optim.lr", cfg.optim.lr, integer=False)
+    check_training(cfg)
     convention = choose("trainer.flops_per_token", cfg.trainer.flops_per_token, ["analytic", "6N"])
     tpe = data.spec.tokens_per_example
     budget_flops = 6 * count_params(model) * tpe if convention == "6N" else model.flops_per_example()

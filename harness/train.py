@@ -56,17 +56,41 @@ def budget_steps(cfg: DictConfig, batch_size: int, tokens_per_example: int, flop
     return int(steps)
 
 
+@dataclass
+class Settings:
+    """The checked trainer and optimizer keys the loop needs."""
+
+    micro_batch: int
+    accum: int
+    precision: str
+    eval_samples: int
+
+
+def check_training(cfg: DictConfig) -> Settings:
+    """Check every trainer/optim key the loop reads; ConfigError names the first bad one."""
+    tcfg, ocfg = cfg.trainer, cfg.optim
+    batch = positive("trainer.batch_size", tcfg.batch_size)
+    accum = positive("trainer.grad_accum", tcfg.grad_accum)
+    if batch % accum:
+        fail("trainer.grad_accum", accum, f"must divide trainer.batch_size={batch}")
+    precision = choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
+    choose("optim.name", ocfg.name, ["adamw", "sgd"])
+    choose("optim.schedule", ocfg.schedule, SCHEDULES)
+    positive("optim.lr", ocfg.lr, integer=False)
+    return Settings(batch // accum, accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
+
+
 def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
-    name = choose("optim.name", cfg.name, ["adamw", "sgd"])
-    lr = positive("optim.lr", cfg.lr, integer=False)
-    if name == "adamw":
+    """AdamW or SGD with momentum, from a config checked by `check_training`."""
+    lr = float(cfg.lr)
+    if cfg.name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def lr_schedule(cfg: DictConfig, steps: int) -> Callable[[int], float]:
     """Multiplier of the base LR at each step: linear warmup, then constant, cosine or linear decay."""
-    kind = choose("optim.schedule", cfg.schedule, SCHEDULES)
+    kind = cfg.schedule
     warmup, floor = int(cfg.warmup_steps), float(cfg.min_lr_ratio)
 
     def factor(step: int) -> float:
@@ -103,19 +127,15 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
           on_log: Callable[[dict], None] = lambda row: None) -> TrainOutcome:
     """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged on NaN/inf."""
-    tcfg = cfg.trainer
-    accum = positive("trainer.grad_accum", tcfg.grad_accum)
-    micro = positive("trainer.batch_size", tcfg.batch_size) // accum
-    if micro * accum != tcfg.batch_size:
-        fail("trainer.grad_accum", accum, f"must divide trainer.batch_size={tcfg.batch_size}")
-    precision = choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    tcfg, checked = cfg.trainer, check_training(cfg)
+    accum, micro = checked.accum, checked.micro_batch
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked.precision == "bf16")
     opt = make_optimizer(model, cfg.optim)
     factor, base_lr = lr_schedule(cfg.optim, steps), float(cfg.optim.lr)
     lossf = loss_fn(data.spec.loss)
     gen = torch.Generator().manual_seed(seed)  # batch order: same seed, same batches
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
-    eval_n = positive("trainer.eval_samples", tcfg.eval_samples)
+    eval_n = checked.eval_samples
     out = TrainOutcome()
     model.train()
     for step in range(steps):
