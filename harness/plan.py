@@ -1,51 +1,13 @@
-"""Checks of a composed config that need no training: shared by a run, a study's up-front validation
-and (later) `harness-plan`."""
+"""`harness-plan`: what a study will cost (runs, FLOPs, time, memory) before it runs. Nothing imports it."""
 from __future__ import annotations
 
-import functools
-import json
-
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from harness.config import choose, fail, positive
-from harness.data import Dataset, build_data
+from harness.build import check_config
+from harness.data import Dataset
 from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
-from harness.models import build_model
 from harness.models.layers import count_params
-from harness.train import budget_steps, check_training
-
-
-@functools.lru_cache(maxsize=4)  # a study re-uses few datasets; each can be tens of MB
-def _data(data_json: str, seed: int) -> Dataset:
-    return build_data(OmegaConf.create(json.loads(data_json)), seed)
-
-
-def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, torch.nn.Module, int]:
-    """Build data and the model (on the meta device unless `materialize`), and turn the budget into steps.
-
-    Returns (data, model, steps); raises ConfigError for any bad key or value.
-    """
-    choose("device", cfg.device, ["auto", "cpu", "cuda", "mps"])
-    if cfg.threads != "auto":
-        positive("threads", cfg.threads)
-    positive("peak_flops_per_s", cfg.peak_flops_per_s, allow_none=True, integer=False)
-    data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed))
-    torch.manual_seed(cfg.seed)  # after the data: same seed, same initial weights
-    with torch.device("cpu" if materialize else "meta"):
-        model = build_model(cfg.model, data.spec)
-    batch = positive("trainer.batch_size", cfg.trainer.batch_size)
-    if batch > data.n_train:
-        fail("trainer.batch_size", batch, f"larger than the training set ({data.n_train} examples)")
-    check_training(cfg)
-    convention = choose("trainer.flops_per_token", cfg.trainer.flops_per_token, ["analytic", "6N"])
-    tpe = data.spec.tokens_per_example
-    budget_flops = 6 * count_params(model) * tpe if convention == "6N" else model.flops_per_example()
-    steps = budget_steps(cfg.trainer, batch, tpe, budget_flops)
-    return data, model, steps
-
-
-# ---- harness-plan: what a study will cost before it runs ----------------------------------------------
 
 BYTES = {"fp32": 4, "bf16": 2}
 OPTIMIZER_STATE = {"adamw": 2, "sgd": 1}  # tensors of parameter size kept by the optimizer (momentum buffers)
@@ -96,22 +58,29 @@ def estimate(cfg: DictConfig) -> dict:
             "activations_counted": act is not None}
 
 
-def recorded_efficiency(study_dir, device: str = "cpu") -> MfuModel | None:
-    """Wall-clock efficiency vs params per model name, fitted on the ok runs a study already holds (or None)."""
+def recorded_efficiency(study_dir) -> dict[str, MfuModel]:
+    """Wall-clock efficiency vs params per model name, per device ("cpu", "cuda"), fitted on the ok runs a
+    study already holds; a device without such runs is left out."""
     from pathlib import Path
     import warnings
 
     from harness.collect import collect
 
     if not Path(study_dir).is_dir():
-        return None
+        return {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = collect(study_dir)
-    try:
-        return fit_mfu(table, "wall_mfu", device=device, source=f"the runs recorded in {study_dir}")
-    except ValueError:
-        return None
+    if table.empty or "env.device" not in table.columns:
+        return {}
+    models = {}
+    for device in ("cpu", "cuda"):
+        rows = table[table["env.device"].astype(str).str.startswith(device)]
+        try:
+            models[device] = fit_mfu(rows, "wall_mfu", source=f"the runs recorded in {study_dir}")
+        except ValueError:
+            pass
+    return models
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,8 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     from harness.config import CONF_DIR, ConfigError, check_group_choices
+    from harness.hardware import gpu_memory
     from harness.metrics import cpu_peak, gpu_peak
-    from harness.runner import resolve_threads
+    from harness.device import resolve_threads
     from harness.study import expand_jobs, job_configs
 
     parser = argparse.ArgumentParser(prog="harness-plan", description=main.__doc__)
@@ -149,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     threads = resolve_threads("auto")
     study_dir = f"{primary.out_dir}/{primary.study}"
     given = constant(args.mfu, "--mfu", "wall_mfu") if args.mfu else None
-    models = {d: given or recorded_efficiency(study_dir, d) or DEFAULT_EFFICIENCY[d] for d in ("cpu", "cuda")}
+    recorded = {} if given else recorded_efficiency(study_dir)
+    models = {d: given or recorded.get(d) or DEFAULT_EFFICIENCY[d] for d in ("cpu", "cuda")}
     used, notes = set(), set()
     print(f"study {primary.study} (scale={primary.scale}): {len(configs)} runs")
     print(f"{'run':>4} {'model':>12} {'params':>10} {'steps':>7} {'FLOPs':>9} {'time':>8} {'memory':>9}  device")
@@ -157,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     for i, (cfg, p) in enumerate(zip(configs, plans)):
         cuda = p["device"] == "cuda"
         peak = gpu_peak(args.gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
-        limit = args.mem_gb * 2 ** 30 if args.mem_gb else GPU_MEMORY_BYTES if cuda else psutil.virtual_memory().total
+        limit = args.mem_gb * 2 ** 30 if args.mem_gb else (gpu_memory(args.gpu) or 80 * 2 ** 30) if cuda else psutil.virtual_memory().total
         mfu, note = models[p["device"]].predict(p["params"], cfg.model.name)
         used.add(p["device"])
         if note:

@@ -264,7 +264,7 @@ def test_law_file_without_the_needed_fields_is_one_line(tmp_path, capsys):
 def test_harness_plan_times_from_the_studys_own_runs(tmp_path):
     from harness.plan import DEFAULT_EFFICIENCY, recorded_efficiency
 
-    assert recorded_efficiency(tmp_path / "absent") is None
+    assert recorded_efficiency(tmp_path / "absent") == {}
     for i, n in enumerate((1e4, 1e5)):
         run = tmp_path / f"r{i}"
         run.mkdir()
@@ -273,7 +273,9 @@ def test_harness_plan_times_from_the_studys_own_runs(tmp_path):
         (run / "result.json").write_text(json.dumps({"run_id": f"r{i}", "status": "ok", "metrics": metrics,
                                                      "config": {"model": {"name": "transformer"}},
                                                      "env": {"device": "cpu"}}))
-    model = recorded_efficiency(tmp_path)
+    recorded = recorded_efficiency(tmp_path)
+    assert set(recorded) == {"cpu"}  # no cuda runs: a cuda plan keeps its default
+    model = recorded["cpu"]
     assert model.column == "wall_mfu" and model.predict(1e4, "transformer")[0] == pytest.approx(0.01)
     assert model.predict(1e5, "transformer")[0] == pytest.approx(0.1)
     low, high = (DEFAULT_EFFICIENCY["cpu"].predict(n)[0] for n in (3e3, 3.2e5))
