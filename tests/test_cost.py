@@ -269,7 +269,8 @@ def test_harness_plan_times_from_the_studys_own_runs(tmp_path):
         run = tmp_path / f"r{i}"
         run.mkdir()
         metrics = {"params": n, "flops_total": 1e10 * n / 1e4, "peak_flops_per_s": 1e11, "wall_s": 10.0,
-                   "mfu": 0.1}
+                   "mfu": 0.1, "train_loss": 1.0}
+        pd.DataFrame({"train_loss": [1.0]}).to_parquet(run / "history.parquet")
         (run / "result.json").write_text(json.dumps({"run_id": f"r{i}", "status": "ok", "metrics": metrics,
                                                      "config": {"model": {"name": "transformer"}},
                                                      "env": {"device": "cpu"}}))
