@@ -198,11 +198,6 @@ def test_study_must_be_a_folder_name(study, runs, monkeypatch):
     assert not runs.exists()
 
 
-def test_text_without_a_path_is_one_config_error(runs):
-    with pytest.raises(ConfigError, match=r"data.path=\?\?\?: a value is required"):
-        run(compose(["data=text", f"out_dir={runs}"]))
-
-
 def test_study_path_fails_in_one_line_from_the_cli_single_and_multirun(tmp_path):
     out_dir = tmp_path / "a" / "runs"
     single = cli("model=mlp", "study=../../x", f"out_dir={out_dir}")
@@ -230,6 +225,11 @@ def test_a_changed_corpus_is_a_new_run(runs, tmp_path):
     second = run(compose(args))
     assert not second.reused and second.run_id != first.run_id
     assert second.metrics["corpus_sha256"] != first.metrics["corpus_sha256"]
+
+
+def test_text_without_a_path_is_one_config_error(runs):
+    with pytest.raises(ConfigError, match=r"data.path=\?\?\?: a value is required"):
+        run(compose(["data=text", f"out_dir={runs}"]))
 
 
 @pytest.mark.parametrize("content, why", [(b"", "empty"), (b"x" * 1200, "too small")])
