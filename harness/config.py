@@ -169,6 +169,8 @@ def run_id(cfg: DictConfig) -> str:
     data = _container(cfg)
     for key in NON_IDENTITY_KEYS:
         data.pop(key, None)
+    if not data.get("trainer", {}).get("compile", True):  # added later: runs recorded before keep their ids
+        data["trainer"].pop("compile")
     content = data_identity(cfg.data)
     if content:
         data["data_content"] = content

@@ -88,6 +88,7 @@ class Settings:
     accum: int
     precision: str
     eval_samples: int
+    compile: bool = False
 
 
 def check_training(cfg: DictConfig) -> Settings:
@@ -108,7 +109,10 @@ def check_training(cfg: DictConfig) -> Settings:
     positive("trainer.log_every", tcfg.log_every)
     if non_negative("optim.min_lr_ratio", ocfg.min_lr_ratio, integer=False) > 1:
         fail("optim.min_lr_ratio", ocfg.min_lr_ratio, "must be in [0, 1]")
-    return Settings(batch // accum, accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
+    compiled = tcfg.get("compile", False)
+    if not isinstance(compiled, bool):
+        fail("trainer.compile", compiled, "must be true or false")
+    return Settings(batch // accum, accum, precision, positive("trainer.eval_samples", tcfg.eval_samples), compiled)
 
 
 def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
@@ -169,6 +173,9 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     eval_n = checked.eval_samples
     out, first_loss = TrainOutcome(), None
     model.train()
+    # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
+    # failure (no C++ compiler, unsupported op) raises at the first step and the run ends `failed`.
+    forward = torch.compile(model, dynamic=False) if checked.compile else model
     for step in range(steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
@@ -179,7 +186,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
             x, y = data.batch(micro, gen)
             data_s += time.perf_counter() - td
             with autocast:
-                loss = lossf(model(x), y) / accum
+                loss = lossf(forward(x), y) / accum
             loss.backward()
             loss_sum += loss.detach()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
