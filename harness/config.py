@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Keys that place or label a run but do not change what it computes: excluded from run_id.
-NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra")
+NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra",
+                     "trainer.checkpoint_every", "trainer.keep_checkpoint")
 
 
 class ConfigError(ValueError):
@@ -86,6 +87,10 @@ def run_id(cfg: DictConfig) -> str:
     """Hash of the resolved config that defines what a run computes (output paths and labels excluded)."""
     data = OmegaConf.to_container(cfg, resolve=True)
     for key in NON_IDENTITY_KEYS:
-        data.pop(key, None)
+        *parents, leaf = key.split(".")
+        node = data
+        for parent in parents:
+            node = node.get(parent) or {}
+        node.pop(leaf, None)
     blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness import metrics as M
+from harness.checkpoint import Checkpointer
 from harness.config import choose, positive, run_id as make_run_id
 from harness.models import param_counts
 from harness.plan import check_config
@@ -123,6 +124,9 @@ def run(cfg: DictConfig) -> RunResult:
     write_result(run_dir, record)  # 'running': a killed run is retrained on resume
     for stale in (TRACEBACK, HISTORY):  # from an earlier (forced) attempt
         (run_dir / stale).unlink(missing_ok=True)
+    ckpt = Checkpointer(run_dir, cfg.trainer.checkpoint_every, cfg.trainer.keep_checkpoint)
+    if cfg.force:
+        ckpt.path.unlink(missing_ok=True)  # a forced rerun starts from step 0
     tracker = Tracker(cfg, run_dir, rid)
     n_total, n_non_emb = param_counts(model)
     base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
@@ -141,13 +145,16 @@ def run(cfg: DictConfig) -> RunResult:
             progress.update(row)
 
         t0 = time.perf_counter()
-        outcome = train(model, data, cfg, steps, device, cfg.seed, on_log)
+        with ckpt:
+            outcome = train(model, data, cfg, steps, device, cfg.seed, on_log, ckpt)
         wall = time.perf_counter() - t0
         found = _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall)
-        found.update(memory.peak())
+        found.update(memory.peak(), checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s)
+        ckpt.remove()
         return _finish(record, run_dir, "ok", None, {**base, **found}, outcome.history, tracker)
     except Diverged as e:
         log.warning("%s: diverged at step %d", rid, e.step)
+        ckpt.remove()
         return _finish(record, run_dir, "diverged", f"loss not finite at step {e.step}",
                        {**base, "diverged_step": e.step}, e.history, tracker)
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from harness.checkpoint import parse_every
 from harness.config import choose, fail, positive
 from harness.data import Dataset
 from harness.metrics import sync
+
+if TYPE_CHECKING:
+    from harness.checkpoint import Checkpointer
 
 DEFAULT_STEPS = 200
 SCHEDULES = ("constant", "cosine", "linear")
@@ -77,6 +81,7 @@ def check_training(cfg: DictConfig) -> Settings:
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
     positive("optim.lr", ocfg.lr, integer=False)
+    parse_every(tcfg.checkpoint_every)
     return Settings(batch // accum, accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
 
 
@@ -124,9 +129,25 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
     return total / count
 
 
+class GeneratorState:
+    """The data position as a checkpoint sees it: the batch generator's state."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
-          on_log: Callable[[dict], None] = lambda row: None) -> TrainOutcome:
-    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged on NaN/inf."""
+          on_log: Callable[[dict], None] = lambda row: None, ckpt: "Checkpointer | None" = None) -> TrainOutcome:
+    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged on NaN/inf.
+
+    With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval.
+    """
     tcfg, checked = cfg.trainer, check_training(cfg)
     accum, micro = checked.accum, checked.micro_batch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked.precision == "bf16")
@@ -136,9 +157,12 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     gen = torch.Generator().manual_seed(seed)  # batch order: same seed, same batches
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
     eval_n = checked.eval_samples
-    out = TrainOutcome()
+    out, position = TrainOutcome(), GeneratorState(gen)
+    loop = ckpt.restore(model, opt, position) if ckpt is not None else None
+    if loop is not None:
+        out = TrainOutcome(**loop)
     model.train()
-    for step in range(steps):
+    for step in range(out.steps, steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = base_lr * factor(step)
@@ -172,4 +196,6 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
                    "grad_norm": float(grad_norm) if grad_norm is not None else None}
             out.history.append(row)
             on_log(row)
+        if ckpt is not None and not last and ckpt.due(step + 1):
+            ckpt.save(model, opt, position, asdict(out))
     return out
