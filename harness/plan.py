@@ -1,50 +1,12 @@
-"""Checks of a composed config that need no training: shared by a run, a study's up-front validation
-and (later) `harness-plan`."""
+"""`harness-plan`: what a study will cost (runs, FLOPs, time, memory) before it runs. Nothing imports it."""
 from __future__ import annotations
 
-import functools
-import json
-
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from harness.config import choose, fail, positive
-from harness.data import Dataset, build_data
-from harness.models import build_model
+from harness.build import check_config
+from harness.data import Dataset
 from harness.models.layers import count_params
-from harness.train import budget_steps, check_training
-
-
-@functools.lru_cache(maxsize=4)  # a study re-uses few datasets; each can be tens of MB
-def _data(data_json: str, seed: int) -> Dataset:
-    return build_data(OmegaConf.create(json.loads(data_json)), seed)
-
-
-def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, torch.nn.Module, int]:
-    """Build data and the model (on the meta device unless `materialize`), and turn the budget into steps.
-
-    Returns (data, model, steps); raises ConfigError for any bad key or value.
-    """
-    choose("device", cfg.device, ["auto", "cpu", "cuda", "mps"])
-    if cfg.threads != "auto":
-        positive("threads", cfg.threads)
-    positive("peak_flops_per_s", cfg.peak_flops_per_s, allow_none=True, integer=False)
-    data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed))
-    torch.manual_seed(cfg.seed)  # after the data: same seed, same initial weights
-    with torch.device("cpu" if materialize else "meta"):
-        model = build_model(cfg.model, data.spec)
-    batch = positive("trainer.batch_size", cfg.trainer.batch_size)
-    if batch > data.n_train:
-        fail("trainer.batch_size", batch, f"larger than the training set ({data.n_train} examples)")
-    check_training(cfg)
-    convention = choose("trainer.flops_per_token", cfg.trainer.flops_per_token, ["analytic", "6N"])
-    tpe = data.spec.tokens_per_example
-    budget_flops = 6 * count_params(model) * tpe if convention == "6N" else model.flops_per_example()
-    steps = budget_steps(cfg.trainer, batch, tpe, budget_flops)
-    return data, model, steps
-
-
-# ---- harness-plan: what a study will cost before it runs ----------------------------------------------
 
 BYTES = {"fp32": 4, "bf16": 2}
 OPTIMIZER_STATE = {"adamw": 2, "sgd": 1}  # tensors of parameter size kept by the optimizer (momentum buffers)
@@ -115,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from harness.config import CONF_DIR, ConfigError, check_group_choices
     from harness.metrics import cpu_peak, gpu_peak
-    from harness.runner import resolve_threads
+    from harness.device import resolve_threads
     from harness.study import expand_jobs, job_configs
 
     parser = argparse.ArgumentParser(prog="harness-plan", description=main.__doc__)

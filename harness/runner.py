@@ -6,7 +6,6 @@ as statuses); it raises ConfigError for bad input, before anything is written.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness import metrics as M
+from harness.build import check_config
 from harness.checkpoint import Checkpointer
-from harness.config import choose, positive, run_id as make_run_id
+from harness.config import positive, run_id as make_run_id
+from harness.device import resolve_device, resolve_threads
 from harness.models import param_counts
-from harness.plan import check_config
 from harness.results import FINISHED, HISTORY, TRACEBACK, environment, read_result, write_atomic, write_history, write_result
 from harness.tracking import Tracker
 from harness.train import Diverged, train
@@ -41,41 +41,6 @@ class RunResult:
     run_dir: Path
     run_id: str
     reused: bool = False  # True when a finished result was found and not retrained
-
-
-def resolve_device(name: str) -> tuple[torch.device | None, str | None]:
-    """The torch device for `device=`; (None, reason) when the requested device is absent."""
-    choose("device", name, ["auto", "cpu", "cuda", "mps"])
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu"), None
-    if name == "cuda" and not torch.cuda.is_available():
-        return None, "device=cuda requested but no CUDA GPU is available"
-    if name == "mps" and not torch.backends.mps.is_available():
-        return None, "device=mps requested but MPS is not available"
-    return torch.device(name), None
-
-
-def resolve_threads(value: Any) -> int:
-    """threads=N, or auto: the cores divided among the jobs a launcher runs at once on this machine.
-
-    joblib runs n_jobs at once (-1: one per core); submitit gives each job cpus_per_task (default 1, so
-    submitit_local's parallel jobs never oversubscribe); the basic launcher runs one job at a time.
-    """
-    if value != "auto":
-        return positive("threads", value)
-    cores = os.cpu_count() or 1
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        launcher = HydraConfig.get().launcher
-    except ValueError:  # not inside a Hydra app (the Python API)
-        return cores
-    target = str(launcher.get("_target_", ""))
-    if "joblib" in target:
-        jobs = int(launcher.get("n_jobs") or 1)
-        return max(1, cores // (cores if jobs < 1 else jobs))
-    if "submitit" in target:
-        return int(launcher.get("cpus_per_task") or 1)
-    return cores
 
 
 class Progress:

@@ -46,7 +46,7 @@ def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
     from hydra import compose
     from hydra.errors import HydraException
 
-    from harness.plan import check_config
+    from harness.build import check_config
 
     configs = []
     for overrides in jobs:

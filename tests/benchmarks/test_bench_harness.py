@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import compose, run
-from harness.plan import check_config
+from harness.build import check_config
 
 STEPS = 40
 OVERRIDES = ["model=transformer", "model.d_model=128", "model.n_layers=4", "model.n_heads=4", "data.seq_len=128",
