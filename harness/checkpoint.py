@@ -6,8 +6,10 @@ written by rank 0 only, to a temporary file that is fsynced and renamed over `ch
 at any moment leaves either the previous checkpoint or the new one. `trainer.checkpoint_every` is a
 number of steps (`100`) or of seconds (`"120s"`, `"5m"`); 0 or null turns checkpoints off.
 
-Preemption: `Checkpointer` defers the scheduler's requeue signal (SIGUSR2, which submitit binds to its
-checkpoint-and-requeue handler) to the next step boundary, saves, then hands the signal on to submitit.
+Preemption: while training, `Checkpointer` defers the scheduler's signals to the next step boundary, saves,
+then hands each signal on to the handler that was bound: SIGUSR2 to submitit's checkpoint-and-requeue
+(time limit, preemption), SIGTERM to the runner's `interruptible` (scancel, kill), which records the run as
+interrupted. A second signal before the boundary goes through at once.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import logging
 import os
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +28,8 @@ from harness.config import fail
 
 log = logging.getLogger("harness")
 CHECKPOINT = "checkpoint.pt"
-REQUEUE_SIGNAL = signal.SIGUSR2  # submitit's default preemption/timeout signal (SUBMITIT_PREEMPT_SIGNAL)
+# submitit's default preemption/timeout signal (SUBMITIT_PREEMPT_SIGNAL), and the one scancel and kill send
+DEFERRED_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 
 
 def parse_every(value: Any) -> tuple[str, float] | None:
@@ -56,7 +60,7 @@ class Checkpointer:
         self.last_save = time.monotonic()
         self.saves, self.save_s = 0, 0.0
         self._pending: tuple[Callable, int, Any] | None = None
-        self._previous: Any = None
+        self._previous: dict[int, Callable] = {}
 
     # ---- restore -------------------------------------------------------------------------------
     def load(self) -> dict | None:
@@ -132,21 +136,27 @@ class Checkpointer:
 
     # ---- preemption ----------------------------------------------------------------------------
     def __enter__(self) -> "Checkpointer":
-        """While training: defer the requeue signal to the next step boundary, when a handler is bound."""
-        try:
-            previous = signal.getsignal(REQUEUE_SIGNAL)
-        except ValueError:  # not the main thread
+        """While training: defer the signals that have a Python handler to the next step boundary."""
+        if threading.current_thread() is not threading.main_thread():
             return self
-        if callable(previous):  # submitit's handler; with none bound the signal keeps its default action
-            self._previous = previous
-            signal.signal(REQUEUE_SIGNAL, self._defer)
+        for sig in DEFERRED_SIGNALS:
+            previous = signal.getsignal(sig)
+            if callable(previous):  # with no handler bound, the signal keeps its default action
+                self._previous[sig] = previous
+                signal.signal(sig, self._defer)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(REQUEUE_SIGNAL, self._previous)
-            self._previous = None
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+        self._pending = None
 
     def _defer(self, signum: int, frame: Any) -> None:
+        handler = self._previous[signum]
+        if self._pending is not None:  # a second signal: no more waiting
+            self._pending = None
+            handler(signum, frame)
+            return
         log.warning("%s: signal %d received, checkpointing at the end of this step", self.path.parent.name, signum)
-        self._pending = (self._previous, signum, frame)
+        self._pending = (handler, signum, frame)

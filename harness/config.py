@@ -24,6 +24,21 @@ class ConfigError(ValueError):
     """Bad user input; the message names the key and, where finite, the valid values."""
 
 
+LR_RULES = {"none": lambda n: 1.0, "linear": lambda n: float(n), "sqrt": lambda n: float(n) ** 0.5}
+
+
+def _dp_lr(lr: Any, rule: str, world: Any) -> float:
+    """`${dp_lr:lr,rule,world}`: the LR scaled for `world` ranks by an LR rule (none, linear, sqrt)."""
+    if rule not in LR_RULES:
+        fail("dp.rule", rule, "unknown LR scaling rule", LR_RULES)
+    return float(lr) * LR_RULES[rule](int(world))
+
+
+# The dp study's arithmetic: global batch = per-rank batch x world, and the LR rule.
+OmegaConf.register_new_resolver("dp_batch", lambda per_rank, world: int(per_rank) * int(world), replace=True)
+OmegaConf.register_new_resolver("dp_lr", _dp_lr, replace=True)
+
+
 def fail(key: str, value: Any, why: str, valid: Iterable[Any] | None = None) -> None:
     """Raise a one-line ConfigError for `key=value`."""
     msg = f"{key}={value}: {why}"
@@ -134,6 +149,9 @@ def run_id(cfg: DictConfig) -> str:
     from harness.data import data_identity  # harness.data imports this module
 
     data = _container(cfg)
+    dist = data.pop("dist", None) or {}
+    if int(dist.get("nproc", 1)) > 1:  # one process keeps the run ids it had before data parallelism
+        data["world_size"] = int(dist["nproc"])
     for key in NON_IDENTITY_KEYS:
         *parents, leaf = key.split(".")
         node = data

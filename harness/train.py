@@ -14,6 +14,7 @@ from torch import nn
 
 from harness.checkpoint import parse_every
 from harness.config import choose, fail, non_negative, positive
+from harness.distributed import World, mean, no_sync, shard, world_size, wrap
 from harness.data import Dataset
 from harness.metrics import sync
 
@@ -88,7 +89,7 @@ def check_step_cap(cfg: DictConfig, steps: int) -> int:
 class Settings:
     """The checked trainer and optimizer keys the loop needs."""
 
-    micro_batch: int
+    micro_batch: int                   # per rank: batch_size / (world size x grad_accum)
     accum: int
     precision: str
     eval_samples: int
@@ -101,6 +102,9 @@ def check_training(cfg: DictConfig) -> Settings:
     accum = positive("trainer.grad_accum", tcfg.grad_accum)
     if batch % accum:
         fail("trainer.grad_accum", accum, f"must divide trainer.batch_size={batch}")
+    world = world_size(cfg)
+    if batch % (accum * world):
+        fail("trainer.batch_size", batch, f"must be divisible by dist.nproc x trainer.grad_accum = {world} x {accum}")
     precision = choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
@@ -113,7 +117,7 @@ def check_training(cfg: DictConfig) -> Settings:
     positive("trainer.log_every", tcfg.log_every)
     if non_negative("optim.min_lr_ratio", ocfg.min_lr_ratio, integer=False) > 1:
         fail("optim.min_lr_ratio", ocfg.min_lr_ratio, "must be in [0, 1]")
-    return Settings(batch // accum, accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
+    return Settings(batch // (accum * world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
 
 
 def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
@@ -174,10 +178,12 @@ class GeneratorState:
 
 
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
-          on_log: Callable[[dict], None] = lambda row: None, ckpt: "Checkpointer | None" = None) -> TrainOutcome:
+          on_log: Callable[[dict], None] = lambda row: None, ckpt: "Checkpointer | None" = None,
+          world: World = World()) -> TrainOutcome:
     """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged by the rule above.
 
-    With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval.
+    With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval. In a
+    data-parallel `world` each rank trains on its slice of every global batch through DistributedDataParallel.
     """
     tcfg, checked = cfg.trainer, check_training(cfg)
     accum, micro = checked.accum, checked.micro_batch
@@ -193,24 +199,26 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     if loop is not None:
         first_loss = loop.pop("first_loss")
         out = TrainOutcome(**loop)
+    net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
     model.train()
     for step in range(out.steps, steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = base_lr * factor(step)
         loss_sum, data_s = 0.0, 0.0
-        for _ in range(accum):
+        for i in range(accum):
             td = time.perf_counter()
-            x, y = data.batch(micro, gen)
+            x, y = shard(data.batch(micro * world.size, gen), world)
             data_s += time.perf_counter() - td
-            with autocast:
-                loss = lossf(model(x), y) / accum
-            loss.backward()
+            with no_sync(net, i < accum - 1):  # DDP all-reduces on the last micro-step only
+                with autocast:
+                    loss = lossf(net(x), y) / accum
+                loss.backward()
             loss_sum += loss.detach()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
         opt.step()
         opt.zero_grad(set_to_none=True)
-        loss_value = float(loss_sum)  # syncs the device: the step is done when the clock stops
+        loss_value = float(mean(loss_sum, world))  # syncs the device: the step is done when the clock stops
         sync(device)
         dt = time.perf_counter() - t0
         why = divergence(loss_value, first_loss)

@@ -109,3 +109,34 @@ def test_sigkilled_run_resumes_and_reaches_the_uninterrupted_final_loss(runs):
     assert list(history["step"]) == list(range(1, 301))
     assert resumed.metrics["train_loss"] == pytest.approx(reference.metrics["train_loss"], rel=1e-6)
     assert resumed.metrics["val_loss"] == pytest.approx(reference.metrics["val_loss"], rel=1e-6)
+
+
+def test_sigterm_checkpoints_at_the_step_boundary_then_records_the_interruption(runs, monkeypatch):
+    """scancel/kill send SIGTERM: the run saves at the end of the step, is recorded as interrupted, resumes there."""
+    import harness.runner as runner_module
+    real_train = runner_module.train
+    trained = []
+
+    def train_with_sigterm_at(step):
+        def wrapped(*a, **k):
+            on_log = a[6]
+
+            def log_and_signal(row):
+                trained.append(row["step"])
+                on_log(row)
+                if row["step"] == step:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            return real_train(*a[:6], log_and_signal, *a[7:], **k)
+        return wrapped
+
+    cfg = compose(small("mlp", runs, "trainer.max_steps=30", "trainer.checkpoint_every=0"))
+    monkeypatch.setattr(runner_module, "train", train_with_sigterm_at(13))
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    run_dir = Path(runs) / "single" / run_id(cfg)
+    assert torch.load(run_dir / CHECKPOINT, weights_only=False)["loop"]["steps"] == 13
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "failed" and "SIGTERM" in record["reason"]
+    trained.clear()
+    monkeypatch.setattr(runner_module, "train", train_with_sigterm_at(None))
+    assert run(cfg).status == "ok" and trained == list(range(14, 31))
