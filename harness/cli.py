@@ -14,7 +14,7 @@ import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from harness.config import CONF_DIR, ConfigError, check_overrides, check_paths, compose
+from harness.config import CONF_DIR, ConfigError, check_overrides, check_paths, compose, hydra_error
 
 log = logging.getLogger("harness")
 EXIT_BAD_INPUT = 2
@@ -68,19 +68,23 @@ def _bad_input(e: Exception) -> None:
 def main() -> None:
     """Console entry point: report bad overrides in one line, then hand over to Hydra.
 
-    A single run is composed once up front (Hydra's own composition errors span several lines); a
-    multirun's jobs are checked by the study callback before any job starts.
+    A single run, or a multirun's starting config, is composed once up front (Hydra's own composition
+    errors span several lines); a multirun's jobs are checked by the study callback before any job starts.
     """
+    from harness.study import primary_config
+
     args = sys.argv[1:]
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra"))]
     try:
         check_overrides(overrides)
-        if not {"-m", "--multirun", "--help", "-h", "--hydra-help"} & set(args):
+        if {"-m", "--multirun"} & set(args):
+            check_paths(primary_config([a for a in args if "=" in a and not a.startswith("-")]))
+        elif not {"--help", "-h", "--hydra-help"} & set(args):
             check_paths(compose(overrides))
     except ConfigError as e:
         _bad_input(e)
     except HydraException as e:
-        _bad_input(ConfigError(" ".join(str(e).split())))
+        _bad_input(hydra_error(e, overrides))
     try:
         app()
     except KeyboardInterrupt as e:  # SIGINT, or SIGTERM turned into Interrupted by the runner

@@ -116,6 +116,40 @@ def check_overrides(overrides: Iterable[str]) -> None:
                      "(set an existing key without '+'; `harness --cfg job` lists them)")
 
 
+def hydra_error(error: Exception, overrides: Iterable[str]) -> ConfigError:
+    """Hydra's multi-line composition or parse error as one line; an unknown key lists the valid keys."""
+    from hydra.errors import HydraException, OverrideParseException
+
+    paragraphs = [" ".join(p.split()) for p in str(error).split("\n\n") if p.strip()]
+    found = re.match(r"Could not override '([^']+)'", paragraphs[0] if paragraphs else "")
+    if found:
+        key = found.group(1)
+        given = [o for o in overrides if o.lstrip("+~").partition("=")[0] == key]
+        others = [o for o in overrides if o not in given and not o.startswith("hydra")]
+        parent, _, _ = key.rpartition(".")
+        try:
+            node = OmegaConf.select(compose(others), parent) if parent and not key.startswith("hydra") else None
+        except (ConfigError, HydraException):
+            node = None
+        valid = sorted(node.keys()) if isinstance(node, DictConfig) else None
+        value = given[0].partition("=")[2] if given else "?"
+        msg = f"{key}={value}: unknown key"
+        return ConfigError(msg + (f" (valid: {', '.join(map(str, valid))})" if valid else ""))
+    line = re.sub(r" See https?://\S+ for details\.?", "", paragraphs[0]) if paragraphs else type(error).__name__
+    options = re.search(r"Available options in [^\n]*:\n((?:\t[^\n]*\n?)+)", str(error))
+    if options:
+        line += f" (valid: {', '.join(options.group(1).split())})"
+    if isinstance(error, OverrideParseException):  # name the override that does not parse
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        for ov in overrides:
+            try:
+                OverridesParser.create().parse_override(ov)
+            except HydraException:
+                return ConfigError(f"{ov}: cannot parse: {line}")
+    return ConfigError(line)
+
+
 def check_group_choices(overrides: Iterable[str]) -> None:
     """Fail in one line on `group=unknown` before Hydra prints its multi-line error."""
     for ov in overrides:

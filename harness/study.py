@@ -47,23 +47,33 @@ def expand_jobs(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
-def study_configs(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
-    """(primary config, checked job configs) of `harness -m OVERRIDES`, composed as Hydra's multirun does."""
+def primary_config(overrides: list[str]) -> DictConfig:
+    """The config `harness -m OVERRIDES` starts from, composed as Hydra's multirun does (sweeps left to expand)."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from hydra.types import RunMode
 
-    from harness.config import CONF_DIR, check_overrides
+    from harness.config import CONF_DIR, check_overrides, hydra_error
 
     check_overrides(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         try:
-            primary = GlobalHydra.instance().config_loader().load_configuration(
+            return GlobalHydra.instance().config_loader().load_configuration(
                 "config", list(overrides), run_mode=RunMode.MULTIRUN)
         except HydraException as e:
-            raise ConfigError(" ".join(str(e).split())) from None
+            raise hydra_error(e, overrides) from None
+
+
+def study_configs(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
+    """(primary config, checked job configs) of `harness -m OVERRIDES`: what `harness-plan` lists."""
+    from hydra import initialize_config_dir
+
+    from harness.config import CONF_DIR
+
+    primary = primary_config(overrides)
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
         return primary, job_configs(expand_jobs(primary))
 
 
@@ -77,7 +87,7 @@ def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
 
     from harness.build import check_config
 
-    from harness.config import check_overrides
+    from harness.config import check_overrides, hydra_error
 
     configs, seen = [], {}
     for overrides in jobs:
@@ -85,7 +95,7 @@ def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
             check_overrides(overrides)
             cfg = compose("config", overrides=overrides)
         except HydraException as e:
-            raise ConfigError(f"{' '.join(overrides)}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"{hydra_error(e, overrides)} [job: {' '.join(overrides)}]") from None
         try:
             check_paths(cfg)
             check_config(cfg)

@@ -258,3 +258,67 @@ def test_bad_value_is_one_config_error_and_writes_nothing(args, match, runs):
     with pytest.raises(ConfigError, match=match):
         run(compose(small("transformer", runs, *args)))
     assert not runs.exists()
+
+
+# ---- 8. tracebacks where a line belongs -------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, match", [
+    (["sweep=params", "trainer.max_stepz=5"], r"trainer.max_stepz=5: unknown key \(valid: batch_size"),
+    (["sweep=params", "optim.lr=[1,2"], r"optim.lr=\[1,2: cannot parse"),
+    (["sweep=params", "hydra/launcher=joblb"], r"hydra/launcher/joblb' \(valid: basic, joblib"),
+    (["sweep=params", "scale=smoke,cpu"], "one scale at a time"),
+])
+def test_multirun_typo_is_one_line(overrides, match, tmp_path):
+    from harness.study import primary_config
+
+    with pytest.raises(ConfigError, match=match) as error:
+        study_configs([*overrides, f"out_dir={tmp_path}"]) if "scale" in overrides[1] else primary_config(overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_multirun_typo_from_the_cli_is_one_line(tmp_path):
+    out = cli("-m", "sweep=params", "trainer.max_stepz=5", f"out_dir={tmp_path}")
+    assert out.returncode == 2 and "trainer.max_stepz=5: unknown key" in one_line(out)
+
+
+def test_full_disk_is_one_line(runs):
+    """ENOSPC on every write: one line naming the file, exit 1, instead of four chained tracebacks."""
+    script = ("import errno, sys, harness.results as r\n"
+              "def full(path, text): raise OSError(errno.ENOSPC, 'No space left on device', str(path))\n"
+              "r.write_atomic = full\n"
+              "from harness.cli import main; sys.argv = ['harness', *sys.argv[1:]]; main()\n")
+    out = subprocess.run([sys.executable, "-c", script, *small("mlp", runs, "trainer.max_steps=3")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "result.json: No space left on device" in one_line(out)
+
+
+def analyze(argv, capsys) -> tuple[int, str]:
+    from analysis.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("table, extra, match", [
+    ("identical", [], "'N' has the single value"),
+    ("one_d", [], "'D' has the single value 1e\\+08"),
+    ("binary", [], "not a readable CSV"),
+    ("random", [], "not a readable CSV"),
+    ("good", ["--bootstrap", "-5"], "--bootstrap=-5: must be >= 0"),
+])
+def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, capsys):
+    import re
+
+    path = tmp_path / "points.csv"
+    if table in ("binary", "random"):
+        import random
+
+        path.write_bytes(bytes(range(256)) * 8 if table == "binary" else random.Random(0).randbytes(3000))
+    else:
+        n = [1e6] * 10 if table == "identical" else [1e5, 3e5, 1e6, 3e6, 1e7, 3e7] * (2 if table == "good" else 1)
+        d = [2e7] * 10 if table == "identical" else [1e8] * 6 + ([1e9] * 6 if table == "good" else [])
+        path.write_text("N,D,loss\n" + "".join(f"{a},{b},{2 + 400 / a ** 0.34 + 400 / b ** 0.28}\n"
+                                               for a, b in zip(n, d)))
+    code, err = analyze(["chinchilla", path, *extra], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(match, err), err
