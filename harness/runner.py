@@ -76,20 +76,20 @@ def run_dir_for(cfg: DictConfig, rid: str) -> Path:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT arrived while a run trained; the run is recorded as failed, then this propagates."""
+    """SIGTERM or SIGINT arrived; a run in progress is recorded as failed (`run_dir` set), then this propagates."""
 
     def __init__(self, signame: str):
         super().__init__(signame)
-        self.signame = signame
+        self.signame, self.run_dir = signame, None
 
 
 @contextlib.contextmanager
 def interruptible():
-    """While a run trains, SIGTERM (SLURM, kill) and SIGINT (Ctrl-C) raise `Interrupted` in the main thread.
+    """Inside this block SIGTERM (SLURM, kill) and SIGINT (Ctrl-C) raise `Interrupted` in the main thread.
 
-    The one place signals are handled: a checkpoint-on-signal hook belongs here. A second signal while
-    the interruption is being recorded is ignored, so the record is never cut short. Previous handlers
-    are restored on exit.
+    The one place signals are handled: around each run's training (and around the whole `harness`
+    command), so a checkpoint-on-signal hook belongs here. A second signal while the interruption is
+    being recorded is ignored, so the record is never cut short. Previous handlers are restored on exit.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -199,11 +199,12 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
             (run_dir / stale).unlink(missing_ok=True)
         if cfg.force:
             ckpt.path.unlink(missing_ok=True)  # a forced rerun starts from step 0
-    tracker = Tracker(cfg, run_dir, rid) if world.main else None
     n_total, n_non_emb = param_counts(model)
     base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
             "flops_per_example": flops_per_example, **data.spec.info}
+    tracker = None
     try:
+        tracker = Tracker(cfg, run_dir, rid) if world.main else None  # inside: a signal during wandb's start is recorded too
         D.join(cfg, world, device)
         data = data.to(device)
         model.to(device)
@@ -245,6 +246,7 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
     except KeyboardInterrupt as e:  # SIGINT/SIGTERM: recorded as failed (retrained on resume), wandb finished, re-raised
         name = e.signame if isinstance(e, Interrupted) else "SIGINT"
         _finish(record, run_dir, "failed", f"interrupted ({name})", base, [], tracker, world.main)
+        e.run_dir = run_dir  # for the CLI's one line
         raise
     except Exception as e:  # noqa: BLE001 - a crash is recorded, with its traceback, and the study goes on
         if "out of memory" in str(e).lower():
