@@ -242,3 +242,43 @@ def plot_throughput_vs_params(table: pd.DataFrame, stem: Path, metric: str) -> l
     if has_mfu:
         axes[0, 1].set(xscale="log", xlabel="params", ylabel="MFU", title="MFU vs parameters")
     return save(fig, stem)
+
+
+def plot_forecast(registered: dict, targets: pd.DataFrame, stem: Path) -> list[Path]:
+    """Loss (and loss minus the known floor, log axis) against compute: the ladder, approach 3's
+    compute-optimal frontier with its 90% band, each law's pre-registered interval and the measured targets."""
+    floor = registered.get("loss_floor")
+    panels = 2 if floor is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+    ladder = pd.DataFrame(registered["ladder"])
+    band = registered["laws"].get("approach3", {}).get("frontier")
+    for k, ax in enumerate(axes[0]):
+        shift = floor if k == 1 else 0.0
+        c = 6 * ladder["params"] * ladder["tokens"]
+        ax.scatter(c, ladder["val_loss"] - shift, s=12, color="0.55", label="ladder (fitted)")
+        if band:
+            ax.plot(band["C"], np.array(band["mid"]) - shift, color="C0", label="approach 3 frontier")
+            if "lo" in band:
+                ax.fill_between(band["C"], np.array(band["lo"]) - shift, np.array(band["hi"]) - shift,
+                                color="C0", alpha=0.2, lw=0, label="90% band")
+        for j, law in enumerate(("approach3", "no_offset", "frontier", "approach2")):
+            rows = [f for f in registered["forecasts"] if f["law"] == law]
+            for i, f in enumerate(rows):
+                lo, hi = f["interval90"]
+                x = f["compute"] * (1 + 0.06 * (j - 1.5))  # side by side at each target
+                yerr = None if lo is None else [[f["predicted"] - lo], [hi - f["predicted"]]]
+                ax.errorbar([x], [f["predicted"] - shift], yerr=yerr, fmt="o", ms=4, capsize=3, color=f"C{j + 1}",
+                            label=f"{law} forecast" if i == 0 else None)
+        if len(targets):
+            m = targets.groupby("target").agg(c=("trainer.max_flops", "mean"), mean=("val_loss", "mean"),
+                                              std=("val_loss", "std"))
+            ax.errorbar(m["c"], m["mean"] - shift, yerr=m["std"].fillna(0), fmt="*", ms=11, color="k",
+                        capsize=3, label="measured (mean ± sd over seeds)")
+        ax.set(xscale="log", xlabel="C = 6ND (FLOPs)")
+        if k == 1:
+            ax.set(yscale="log", ylabel="val_loss − known floor (nats)", title="Reducible loss")
+        else:
+            ax.set(ylabel="val_loss (nats)", title="Forecast vs held-out runs")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, stem)

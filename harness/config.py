@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -15,6 +16,17 @@ from omegaconf import DictConfig, OmegaConf
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Keys that place or label a run but do not change what it computes: excluded from run_id.
 NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra")
+
+
+def isoflop_params(compute: float, tokens_per_param: float, multiple: float = 1.0) -> int:
+    """`${isoflop_params:C,r,m}`: m times the size N with D = r N tokens at compute C = 6 N D, N = sqrt(C / 6r).
+
+    Lets a study place its sizes around each FLOP budget's expected optimum (IsoFLOP ladders).
+    """
+    return max(1, round(math.sqrt(float(compute) / (6.0 * float(tokens_per_param))) * float(multiple)))
+
+
+OmegaConf.register_new_resolver("isoflop_params", isoflop_params, replace=True)
 
 
 class ConfigError(ValueError):

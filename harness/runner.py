@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness import metrics as M
-from harness.build import check_config
+from harness.build import check_config, epochs
 from harness.config import positive, run_id as make_run_id
 from harness.device import resolve_device, resolve_threads
 from harness.models import param_counts
@@ -91,7 +91,8 @@ def run(cfg: DictConfig) -> RunResult:
     tracker = Tracker(cfg, run_dir, rid)
     n_total, n_non_emb = param_counts(model)
     base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
-            "flops_per_example": flops_per_example, **data.spec.info}
+            "flops_per_example": flops_per_example, **data.spec.info,
+            "unique_train_tokens": data.unique_train_tokens}  # what one epoch reads (null: a fresh stream)
     try:
         data = data.to(device)
         model.to(device)
@@ -146,6 +147,7 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
     timing = M.step_time_stats(outcome.step_times, int(cfg.trainer.timing_warmup_steps))
     found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "steps": outcome.steps,
              "samples": outcome.steps * batch, "tokens": outcome.steps * batch * tpe, "wall_s": wall,
+             "epochs": epochs(outcome.steps * batch * tpe, data), "lr_peak": outcome.lr_peak,
              **timing, "data_time_fraction": outcome.data_time_s / max(sum(outcome.step_times), 1e-12),
              "flops_per_step": flops_per_step, "flops_total": flops_per_step * outcome.steps,
              **M.throughput(timing["step_time_s"], batch, tpe, flops_per_step, peak)}
