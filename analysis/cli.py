@@ -6,7 +6,8 @@
     harness-analyze chinchilla points.csv                # columns N, D, loss -> the fitted law as JSON
     harness-analyze chinchilla points.csv --bootstrap 1000 --plot frontier.png
 
-Bad input (missing file or columns, too few points) exits with status 2 and a one-line error.
+Bad input (missing, binary or unparsable file, missing columns, too few points, a single N or D value, a
+negative --bootstrap) exits with status 2 and a one-line error.
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError, json_ready, load_table
+from analysis.data import AnalysisError, json_ready, load_table, usable_rows
+
+
+def _load(path: str) -> pd.DataFrame:
+    """load_table, with a file that is not a table (binary, not UTF-8, ragged) as a one-line AnalysisError naming it."""
+    try:
+        return load_table(path)
+    except (UnicodeDecodeError, pd.errors.ParserError) as e:
+        why = "undecodable bytes" if isinstance(e, UnicodeDecodeError) else str(e).strip().splitlines()[0]
+        raise AnalysisError(f"{path}: not a readable CSV or Parquet table ({why})") from None
 
 
 def _chinchilla(argv: list[str]) -> int:
-    from analysis.chinchilla import fit_chinchilla
+    from analysis.chinchilla import PARAMS, fit_chinchilla
 
     p = argparse.ArgumentParser(prog="harness-analyze chinchilla",
                                 description="Fit L(N, D) = E + A/N^alpha + B/D^beta; print it as JSON.")
@@ -36,7 +46,17 @@ def _chinchilla(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="write the compute-optimal frontier here (PNG, and SVG beside it)")
     args = p.parse_args(argv)
-    table = load_table(args.points)
+    if args.bootstrap < 0:
+        raise AnalysisError(f"--bootstrap={args.bootstrap}: must be >= 0 (0 = no intervals)")
+    table = _load(args.points)
+    rows = usable_rows(table, [args.n, args.d, args.loss], positive=[args.n, args.d, args.loss],
+                       what="chinchilla fit", warn=False)
+    for col, term in ((args.n, "A/N^alpha"), (args.d, "B/D^beta")):
+        values = rows[col].unique()
+        if len(rows) >= len(PARAMS) and len(values) < 2:  # the term is a constant, indistinguishable from E
+            raise AnalysisError(f"chinchilla fit: column {col!r} has the single value {values[0]:g} in {len(rows)} "
+                                f"usable rows, so {term} cannot be told apart from E; need runs at 2+ values of "
+                                f"both {args.n} and {args.d} (one {args.d}: fit a power law in {args.n} instead)")
     fit = fit_chinchilla(table, args.n, args.d, args.loss, bootstrap=args.bootstrap, seed=args.seed)
     if args.plot:
         from analysis.plots import plot_frontier
@@ -73,7 +93,7 @@ def _study(argv: list[str]) -> int:
             print(f"warning: {note}")
         print(f"{scored['study']}: {len(scored['forecasts'])} forecasts -> {out / 'report.md'}, {out / 'fits.json'}")
         return 0
-    table = load_table(src)
+    table = _load(args.study)
     report = analyze(table, out, study=args.name or study_name(table, src.stem), bootstrap=args.bootstrap,
                      seed=args.seed)
     ok = sum(s.status == "ok" for s in report.sections)

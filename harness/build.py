@@ -6,18 +6,19 @@ import functools
 import json
 import math
 
+import psutil
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import choose, fail, positive
-from harness.data import Dataset, build_data
+from harness.data import Dataset, build_data, data_identity
 from harness.models import build_model
 from harness.models.layers import count_params
-from harness.train import budget_steps, check_training
+from harness.train import budget_steps, check_step_cap, check_training
 
 
 @functools.lru_cache(maxsize=4)  # a study re-uses few datasets; each can be tens of MB
-def _data(data_json: str, seed: int) -> Dataset:
+def _data(data_json: str, seed: int, content: str | None) -> Dataset:  # content: a changed corpus is rebuilt
     return build_data(OmegaConf.create(json.loads(data_json)), seed)
 
 
@@ -27,13 +28,24 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
     Returns (data, model, steps); raises ConfigError for any bad key or value.
     """
     choose("device", cfg.device, ["auto", "cpu", "cuda", "mps"])
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        fail("seed", cfg.seed, "must be a whole number >= 0")
     if cfg.threads != "auto":
         positive("threads", cfg.threads)
     positive("peak_flops_per_s", cfg.peak_flops_per_s, allow_none=True, integer=False)
-    data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed))
-    torch.manual_seed(cfg.seed)  # after the data: same seed, same initial weights
-    with torch.device("cpu" if materialize else "meta"):
+    data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed),
+                 data_identity(cfg.data))
+    with torch.device("meta"):  # shapes only: check the weights fit before allocating them
         model = build_model(cfg.model, data.spec)
+    weights = count_params(model) * 4
+    if weights > psutil.virtual_memory().total:
+        key = "model.target_params" if cfg.model.get("target_params") is not None else "model"
+        fail(key, cfg.model.get("target_params") or cfg.model.name, f"{count_params(model):.3g} parameters need "
+             f"{weights / 2 ** 30:.3g} GiB for fp32 weights alone, more than this machine's memory")
+    if materialize:
+        torch.manual_seed(cfg.seed)  # after the data: same seed, same initial weights
+        with torch.device("cpu"):
+            model = build_model(cfg.model, data.spec)
     batch = positive("trainer.batch_size", cfg.trainer.batch_size)
     if batch > data.n_train:
         fail("trainer.batch_size", batch, f"larger than the training set ({data.n_train} examples)")
@@ -41,7 +53,7 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
     convention = choose("trainer.flops_per_token", cfg.trainer.flops_per_token, ["analytic", "6N"])
     tpe = data.spec.tokens_per_example
     budget_flops = 6 * count_params(model) * tpe if convention == "6N" else model.flops_per_example()
-    steps = budget_steps(cfg.trainer, batch, tpe, budget_flops, data.unique_train_tokens)
+    steps = check_step_cap(cfg.trainer, budget_steps(cfg.trainer, batch, tpe, budget_flops, data.unique_train_tokens))
     if cfg.trainer.fresh_data and epochs(steps * batch * tpe, data) > 1:
         fail("data.train_tokens", data.unique_train_tokens, f"the run reads {steps * batch * tpe:,} tokens, "
              f"{epochs(steps * batch * tpe, data):.2f} epochs, but trainer.fresh_data=true forbids repeats: "

@@ -4,15 +4,17 @@ Bad input ends with a one-line error naming the key (exit 2); set HYDRA_FULL_ERR
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import signal
 import sys
 
 import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from harness.config import CONF_DIR, ConfigError, check_group_choices, compose
+from harness.config import CONF_DIR, ConfigError, check_overrides, check_paths, compose, hydra_error
 
 log = logging.getLogger("harness")
 EXIT_BAD_INPUT = 2
@@ -37,6 +39,12 @@ def app(cfg: DictConfig) -> str:
             log.error("bad input: %s", e)
             return "failed"
         _bad_input(e)
+    except OSError as e:  # a full disk fails every later write too: stop with one line
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {e.filename or cfg.out_dir}: {os.strerror(e.errno)}; free space and run the same command "
+              "again (finished runs are kept, this one is retrained)", file=sys.stderr)
+        sys.exit(1)
     m = result.metrics
     note = "reused" if result.reused else result.status
     log.info("%s %s: train_loss=%s val_loss=%s step_time_s=%s -> %s", note, result.run_id,
@@ -60,20 +68,30 @@ def _bad_input(e: Exception) -> None:
 def main() -> None:
     """Console entry point: report bad overrides in one line, then hand over to Hydra.
 
-    A single run is composed once up front (Hydra's own composition errors span several lines); a
-    multirun's jobs are checked by the study callback before any job starts.
+    A single run, or a multirun's starting config, is composed once up front (Hydra's own composition
+    errors span several lines); a multirun's jobs are checked by the study callback before any job starts.
     """
+    from harness.study import primary_config
+
     args = sys.argv[1:]
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra"))]
     try:
-        check_group_choices(overrides)
-        if not {"-m", "--multirun", "--help", "-h", "--hydra-help"} & set(args):
-            compose(overrides)
+        check_overrides(overrides)
+        if {"-m", "--multirun"} & set(args):
+            check_paths(primary_config([a for a in args if "=" in a and not a.startswith("-")]))
+        elif not {"--help", "-h", "--hydra-help"} & set(args):
+            check_paths(compose(overrides))
     except ConfigError as e:
         _bad_input(e)
     except HydraException as e:
-        _bad_input(ConfigError(" ".join(str(e).split())))
-    app()
+        _bad_input(hydra_error(e, overrides))
+    try:
+        app()
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM turned into Interrupted by the runner
+        name = getattr(e, "signame", "SIGINT")
+        print(f"interrupted ({name}): the run in progress is recorded as failed; the same command retrains it "
+              "and keeps finished runs", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`harness-collect STUDY_DIR`: every run's result.json -> one tidy table (Parquet + CSV), one row per run.
 
 Columns: run_id, status, reason, the flattened config (`model.name`, `optim.lr`, ...), every metric under
-its own name (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable result files are skipped with a warning.
+its own name (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable or incomplete result files (see
+`harness.results.check_result`) are skipped with a warning.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.results import RESULT, write_atomic
+from harness.results import RESULT, inspect_result, write_atomic
 from harness.tracking import flatten
 
 SHOWN = ["model.name", "model.cell", "params", "trainer.batch_size", "optim.lr", "data.seq_len", "tokens",
@@ -24,18 +25,17 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
     """One row per run directory under `study_dir` that holds a readable result.json."""
     rows, bad = [], []
     for path in sorted(Path(study_dir).glob(f"*/{RESULT}")):
-        try:
-            result = json.loads(path.read_text())
-            row = {"run_id": result["run_id"], "status": result["status"], "reason": result.get("reason")}
-        except (OSError, ValueError, KeyError, TypeError):
+        result, _ = inspect_result(path.parent)
+        if result is None:
             bad.append(path)
             continue
+        row = {"run_id": result["run_id"], "status": result["status"], "reason": result.get("reason")}
         row.update(flatten(result.get("config") or {}))
         row.update(result.get("metrics") or {})
         row.update(flatten(result.get("env") or {}, "env."))
         rows.append(row)
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable result file(s): {', '.join(map(str, bad[:5]))}", stacklevel=2)
+        warnings.warn(f"skipped {len(bad)} unreadable or incomplete result file(s): {', '.join(map(str, bad[:5]))}", stacklevel=2)
     return pd.DataFrame(rows)
 
 

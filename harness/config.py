@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Keys that place or label a run but do not change what it computes: excluded from run_id.
 NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra")
+FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]*")
 
 
 def isoflop_params(compute: float, tokens_per_param: float, multiple: float = 1.0) -> int:
@@ -66,6 +68,19 @@ def positive(key: str, value: Any, allow_none: bool = False, integer: bool = Tru
     return number
 
 
+def non_negative(key: str, value: Any, integer: bool = True) -> Any:
+    """Check a count or weight that may be zero (warmup steps, weight decay, ...)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        fail(key, value, "must be a number >= 0")
+    if not 0 <= number < float("inf"):
+        fail(key, value, "must be >= 0")
+    if integer and number != int(number):
+        fail(key, value, "must be a whole number")
+    return int(number) if integer else number
+
+
 def group_options(group: str) -> list[str]:
     """Names of the options of a config group (conf/<group>/*.yaml)."""
     folder = CONF_DIR / group  # conf/sweep is a link to sweeps/: listdir follows it, Path.glob does not
@@ -77,10 +92,58 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    check_group_choices(overrides or [])
+    check_overrides(overrides or [])
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         return hydra_compose("config", overrides=list(overrides or []))
+
+
+def check_overrides(overrides: Iterable[str]) -> None:
+    """One line for overrides Hydra would accept or report in many lines: unknown group options, and new
+    keys (`+key=value`), which nothing in the harness would read (`+hydra.*` and `++key` are left to Hydra)."""
+    overrides = list(overrides)
+    check_group_choices(overrides)
+    for ov in overrides:
+        key, _, value = ov.partition("=")
+        if key.startswith("+") and not key.startswith("++"):
+            name = key[1:]
+            if not name.startswith("hydra") and not (CONF_DIR / name.split("/")[0]).is_dir():
+                fail(name, value, "unknown key: '+' adds a key that no part of the harness reads "
+                     "(set an existing key without '+'; `harness --cfg job` lists them)")
+
+
+def hydra_error(error: Exception, overrides: Iterable[str]) -> ConfigError:
+    """Hydra's multi-line composition or parse error as one line; an unknown key lists the valid keys."""
+    from hydra.errors import HydraException, OverrideParseException
+
+    paragraphs = [" ".join(p.split()) for p in str(error).split("\n\n") if p.strip()]
+    found = re.match(r"Could not override '([^']+)'", paragraphs[0] if paragraphs else "")
+    if found:
+        key = found.group(1)
+        given = [o for o in overrides if o.lstrip("+~").partition("=")[0] == key]
+        others = [o for o in overrides if o not in given and not o.startswith("hydra")]
+        parent, _, _ = key.rpartition(".")
+        try:
+            node = OmegaConf.select(compose(others), parent) if parent and not key.startswith("hydra") else None
+        except (ConfigError, HydraException):
+            node = None
+        valid = sorted(node.keys()) if isinstance(node, DictConfig) else None
+        value = given[0].partition("=")[2] if given else "?"
+        msg = f"{key}={value}: unknown key"
+        return ConfigError(msg + (f" (valid: {', '.join(map(str, valid))})" if valid else ""))
+    line = re.sub(r" See https?://\S+ for details\.?", "", paragraphs[0]) if paragraphs else type(error).__name__
+    options = re.search(r"Available options in [^\n]*:\n((?:\t[^\n]*\n?)+)", str(error))
+    if options:
+        line += f" (valid: {', '.join(options.group(1).split())})"
+    if isinstance(error, OverrideParseException):  # name the override that does not parse
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        for ov in overrides:
+            try:
+                OverridesParser.create().parse_override(ov)
+            except HydraException:
+                return ConfigError(f"{ov}: cannot parse: {line}")
+    return ConfigError(line)
 
 
 def check_group_choices(overrides: Iterable[str]) -> None:
@@ -94,10 +157,45 @@ def check_group_choices(overrides: Iterable[str]) -> None:
                 fail(key, choice, "unknown option", group_options(key))
 
 
+def check_paths(cfg: DictConfig) -> None:
+    """`study` must be a plain folder name and `out_dir` a path, so a run writes only under <out_dir>/<study>/.
+
+    `out_dir` may be any relative or absolute path (it is where the user wants results); `study` is a
+    label, so separators, `..` and absolute paths (also via interpolations such as ${oc.env:VAR}) are refused.
+    """
+    try:
+        study, out_dir = str(cfg.study), str(cfg.out_dir)
+    except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve (e.g. an unset env var)
+        raise ConfigError(f"study/out_dir: {str(e).splitlines()[0]}") from None
+    if not FOLDER_NAME.fullmatch(study):
+        fail("study", study, "must be a folder name: letters, digits and . _ - = +, no '/' or '..'")
+    if not out_dir.strip():
+        fail("out_dir", out_dir, "must be a folder path")
+
+
 def run_id(cfg: DictConfig) -> str:
-    """Hash of the resolved config that defines what a run computes (output paths and labels excluded)."""
-    data = OmegaConf.to_container(cfg, resolve=True)
+    """Hash of what a run computes: the resolved config minus output paths and labels, plus the content
+    hash of the files the run reads (a text corpus), so changing a corpus gives a new run."""
+    from harness.data import data_identity  # harness.data imports this module
+
+    data = _container(cfg)
     for key in NON_IDENTITY_KEYS:
         data.pop(key, None)
+    content = data_identity(cfg.data)
+    if content:
+        data["data_content"] = content
     blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _container(cfg: DictConfig) -> dict:
+    """The resolved config as a dict; a missing or unresolvable value is a one-line ConfigError naming its key."""
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        if isinstance(e, MissingMandatoryValue):
+            raise ConfigError(f"{key}=???: a value is required (set {key}=...)") from None
+        raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None

@@ -72,13 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     import psutil
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from harness.config import CONF_DIR, ConfigError, check_group_choices
+    from harness.config import ConfigError
     from harness.metrics import cpu_peak, gpu_peak
     from harness.device import resolve_threads
-    from harness.study import expand_jobs, job_configs
+    from harness.study import study_configs
 
     parser = argparse.ArgumentParser(prog="harness-plan", description=main.__doc__)
     parser.add_argument("overrides", nargs="*", help="as for harness -m, e.g. sweep=params scale=cpu")
@@ -87,14 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mem-gb", type=float, default=None, help="memory per run to check against")
     args = parser.parse_args(argv)
     try:
-        check_group_choices(args.overrides)
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF_DIR), version_base=None):
-            primary = hydra_compose("config", overrides=[o for o in args.overrides if "," not in o],
-                                    return_hydra_config=True)
-            primary.hydra.overrides.task = args.overrides
-            configs = job_configs(expand_jobs(primary))
-            plans = [estimate(c) for c in configs]
+        primary, configs = study_configs(args.overrides)
+        plans = [estimate(c) for c in configs]
     except ConfigError as e:
         sys.exit(f"error: {e}")
     threads = resolve_threads("auto")

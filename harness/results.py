@@ -2,6 +2,7 @@
 
 Statuses: ok | diverged | oom | skipped | failed, plus `running` while a run is in progress, so a run
 killed half-way leaves a file that says so and is retrained on resume. Never a file that says ok early.
+Every read is validated (`inspect_result`): a file that is not a complete result counts as unfinished.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from harness.metrics import cpu_name
 FINISHED = ("ok", "diverged", "skipped")  # statuses a resumed study does not retrain
 STATUSES = ("ok", "diverged", "oom", "skipped", "failed")
 RESULT, HISTORY, TRACEBACK = "result.json", "history.parquet", "traceback.txt"
+REQUIRED = {"run_id": str, "status": str, "config": dict, "metrics": dict}  # key -> type of a complete result
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -55,12 +57,40 @@ def write_result(run_dir: Path, result: dict) -> None:
     write_atomic(run_dir / RESULT, json.dumps(_clean(result), indent=2, default=str) + "\n")
 
 
-def read_result(run_dir: Path) -> dict | None:
-    """The run's result.json, or None if absent or unreadable."""
+def check_result(result: Any, run_dir: Path) -> str | None:
+    """Why `result` (parsed result.json of `run_dir`) is not a complete result; None when it is."""
+    if not isinstance(result, dict):
+        return f"not a JSON object but {type(result).__name__}"
+    for key, kind in REQUIRED.items():
+        if not isinstance(result.get(key), kind):
+            return f"'{key}' missing or not a {kind.__name__}"
+    if result["status"] not in (*STATUSES, "running"):
+        return f"unknown status {result['status']!r}"
+    if result["run_id"] != run_dir.name:
+        return f"run_id {result['run_id']!r} does not match its folder"
+    if result["status"] == "ok" and "train_loss" not in result["metrics"]:
+        return "status ok without metrics"
+    if result["status"] == "ok" and not (run_dir / HISTORY).is_file():
+        return f"status ok but {HISTORY} is missing"
+    return None
+
+
+def inspect_result(run_dir: Path) -> tuple[dict | None, str | None]:
+    """(the run's complete result or None, why the file present is not one or None)."""
+    path = run_dir / RESULT
+    if not path.exists():
+        return None, None
     try:
-        return json.loads((run_dir / RESULT).read_text())
-    except (OSError, ValueError):
-        return None
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({type(e).__name__})"
+    problem = check_result(result, run_dir)
+    return (None, problem) if problem else (result, None)
+
+
+def read_result(run_dir: Path) -> dict | None:
+    """The run's result.json if it is a complete result (see `check_result`), else None."""
+    return inspect_result(run_dir)[0]
 
 
 def write_history(run_dir: Path, rows: list[dict]) -> None:

@@ -5,7 +5,13 @@ as statuses); it raises ConfigError for bad input, before anything is written.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import signal
+import socket
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,15 +24,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import metrics as M
 from harness.build import check_config, epochs
-from harness.config import positive, run_id as make_run_id
+from harness.config import check_paths, positive, run_id as make_run_id
 from harness.device import resolve_device, resolve_threads
 from harness.models import param_counts
-from harness.results import FINISHED, HISTORY, TRACEBACK, environment, read_result, write_atomic, write_history, write_result
+from harness.results import (FINISHED, HISTORY, RESULT, TRACEBACK, environment, inspect_result, write_atomic,
+                             write_history, write_result)
 from harness.tracking import Tracker
 from harness.train import Diverged, train
 
 log = logging.getLogger("harness")
 PROGRESS_EVERY_S = 30.0
+LOCK = ".lock"  # in the run folder: held by the process training the run
 
 
 @dataclass
@@ -60,26 +68,116 @@ class Progress:
 
 
 def run_dir_for(cfg: DictConfig, rid: str) -> Path:
+    """<out_dir>/<study>/<run_id>; `study` is checked to be a plain folder name, so it stays under out_dir."""
+    check_paths(cfg)
     return Path(cfg.out_dir) / str(cfg.study) / rid
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived while a run trained; the run is recorded as failed, then this propagates."""
+
+    def __init__(self, signame: str):
+        super().__init__(signame)
+        self.signame = signame
+
+
+@contextlib.contextmanager
+def interruptible():
+    """While a run trains, SIGTERM (SLURM, kill) and SIGINT (Ctrl-C) raise `Interrupted` in the main thread.
+
+    The one place signals are handled: a checkpoint-on-signal hook belongs here. A second signal while
+    the interruption is being recorded is ignored, so the record is never cut short. Previous handlers
+    are restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not raised:
+            raised.append(signum)
+            raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path, rid: str):
+    """Hold an exclusive lock on <run_dir>/.lock while the run trains, so a run is never trained twice at once.
+
+    A second process (another study, launcher or user) waits for the holder and then finds its result.
+    The lock is an fcntl lock: the kernel drops it when its holder exits or is killed, so a stale lock
+    file never blocks anyone; the file only says who holds it.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            log.warning("%s: being trained by another process (%s); waiting for it", rid, f.read().strip() or "?")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.truncate(0)
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _reuse(run_dir: Path, rid: str, force: bool) -> RunResult | None:
+    """The finished result of this run if there is one and not `force`; an incomplete file is reported."""
+    previous, problem = inspect_result(run_dir)
+    if problem:
+        log.warning("%s: %s/%s is not a complete result (%s); retraining", rid, run_dir, RESULT, problem)
+    if previous is None or previous["status"] not in FINISHED or force:
+        return None
+    try:
+        history = pd.read_parquet(run_dir / HISTORY) if (run_dir / HISTORY).exists() else pd.DataFrame()
+    except Exception as e:  # noqa: BLE001 - a damaged history means the run is not complete
+        log.warning("%s: %s is unreadable (%s); retraining", rid, run_dir / HISTORY, type(e).__name__)
+        return None
+    log.info("%s: already %s, not retrained (force=true retrains)", rid, previous["status"])
+    return RunResult(previous["status"], previous.get("reason"), previous["metrics"], history, run_dir, rid,
+                     reused=True)
+
+
+def _stamp(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def run(cfg: DictConfig) -> RunResult:
     """Train and measure one run described by `cfg` (see conf/config.yaml) and record it."""
     rid = make_run_id(cfg)
     run_dir = run_dir_for(cfg, rid)
-    previous = read_result(run_dir)
-    if previous and previous.get("status") in FINISHED and not cfg.force:
-        log.info("%s: already %s, not retrained (force=true retrains)", rid, previous["status"])
-        history = pd.read_parquet(run_dir / HISTORY) if (run_dir / HISTORY).exists() else pd.DataFrame()
-        return RunResult(previous["status"], previous.get("reason"), previous.get("metrics", {}), history,
-                         run_dir, rid, reused=True)
-
+    reused = _reuse(run_dir, rid, bool(cfg.force))
+    if reused:
+        return reused
+    seen = _stamp(run_dir / RESULT)
     device, skip_reason = resolve_device(cfg.device)
     threads = resolve_threads(cfg.threads)
     torch.set_num_threads(threads)
     data, model, steps = check_config(cfg, materialize=True)
-    batch, flops_per_example = int(cfg.trainer.batch_size), model.flops_per_example()
+    with claim(run_dir, rid):
+        # Trained by another process while we waited (with force: retrained since we looked): reuse it.
+        if _stamp(run_dir / RESULT) != seen and (reused := _reuse(run_dir, rid, force=False)):
+            return reused
+        with interruptible():
+            return _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads)
 
+
+def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads) -> RunResult:
+    batch, flops_per_example = int(cfg.trainer.batch_size), model.flops_per_example()
     record = {"run_id": rid, "status": "running", "reason": None,
               "config": OmegaConf.to_container(cfg, resolve=True), "env": None, "metrics": {}}
     if skip_reason:
@@ -114,12 +212,12 @@ def run(cfg: DictConfig) -> RunResult:
         return _finish(record, run_dir, "ok", None, {**base, **found}, outcome.history, tracker)
     except Diverged as e:
         log.warning("%s: diverged at step %d", rid, e.step)
-        return _finish(record, run_dir, "diverged", f"loss not finite at step {e.step}",
-                       {**base, "diverged_step": e.step}, e.history, tracker)
+        return _finish(record, run_dir, "diverged", str(e), {**base, "diverged_step": e.step}, e.history, tracker)
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
         return _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker)
-    except KeyboardInterrupt:  # recorded as failed (retrained on resume), wandb finished, then re-raised
-        _finish(record, run_dir, "failed", "interrupted (KeyboardInterrupt)", base, [], tracker)
+    except KeyboardInterrupt as e:  # SIGINT/SIGTERM: recorded as failed (retrained on resume), wandb finished, re-raised
+        name = e.signame if isinstance(e, Interrupted) else "SIGINT"
+        _finish(record, run_dir, "failed", f"interrupted ({name})", base, [], tracker)
         raise
     except Exception as e:  # noqa: BLE001 - a crash is recorded, with its traceback, and the study goes on
         if "out of memory" in str(e).lower():

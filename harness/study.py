@@ -1,8 +1,9 @@
 """A study is a Hydra multirun: the sweeper expands `hydra.sweeper.params` into jobs, a launcher runs them.
 
 `StudyCallback` (registered in conf/config.yaml) validates every job before the first one starts, and
-prints the summary (ok / diverged / oom / skipped / failed) at the end. `expand_jobs` and `job_configs`
-are shared with `harness-plan`, so the plan and the study see the same jobs.
+prints the summary (ok / diverged / oom / skipped / failed) at the end. `study_configs` composes the
+primary config as Hydra's multirun does and expands it with the same `expand_jobs`: `harness-plan`
+uses it, so the plan and the study see the same jobs.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import ConfigError, run_id
+from harness.config import ConfigError, check_paths, run_id
 from harness.results import STATUSES, read_result
 
 log = logging.getLogger("harness")
@@ -35,7 +36,44 @@ def expand_jobs(config: DictConfig) -> list[list[str]]:
     task = list(config.hydra.overrides.task)
     args = [f"{k}={v}" for k, v in params.items()] + task
     overrides = OverridesParser.create().parse_overrides(args)
+    for ov in overrides:  # a sweep over a preset or the scale would launch the same runs again
+        key = ov.get_key_element()
+        if ov.is_sweep_override() and key.startswith("grid."):
+            raise ConfigError(f"{ov.input_line}: a preset value is one setting, not a sweep; quote the list: "
+                              f"\"{key}='{ov.input_line.partition('=')[2]}'\"")
+        if ov.is_sweep_override() and key == "scale":
+            raise ConfigError(f"{ov.input_line}: a study runs one scale at a time")
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def primary_config(overrides: list[str]) -> DictConfig:
+    """The config `harness -m OVERRIDES` starts from, composed as Hydra's multirun does (sweeps left to expand)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+
+    from harness.config import CONF_DIR, check_overrides, hydra_error
+
+    check_overrides(overrides)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        try:
+            return GlobalHydra.instance().config_loader().load_configuration(
+                "config", list(overrides), run_mode=RunMode.MULTIRUN)
+        except HydraException as e:
+            raise hydra_error(e, overrides) from None
+
+
+def study_configs(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
+    """(primary config, checked job configs) of `harness -m OVERRIDES`: what `harness-plan` lists."""
+    from hydra import initialize_config_dir
+
+    from harness.config import CONF_DIR
+
+    primary = primary_config(overrides)
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return primary, job_configs(expand_jobs(primary))
 
 
 def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
@@ -48,16 +86,26 @@ def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
 
     from harness.build import check_config
 
-    configs = []
+    from harness.config import check_overrides, hydra_error
+
+    configs, seen = [], {}
     for overrides in jobs:
         try:
+            check_overrides(overrides)
             cfg = compose("config", overrides=overrides)
         except HydraException as e:
-            raise ConfigError(f"{' '.join(overrides)}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"{hydra_error(e, overrides)} [job: {' '.join(overrides)}]") from None
         try:
+            check_paths(cfg)
             check_config(cfg)
+            where = (str(cfg.out_dir), str(cfg.study), run_id(cfg))
         except ConfigError as e:
             raise ConfigError(f"{e} [job: {' '.join(overrides)}]") from None
+        if where in seen:  # e.g. a sweep over a label such as logger=...: one run would train twice
+            differ = sorted(set(overrides) ^ set(seen[where]))
+            raise ConfigError(f"jobs {' '.join(seen[where])} and {' '.join(overrides)} are the same run "
+                              f"{where[2]}: they differ only in {', '.join(differ)}, which a run does not read")
+        seen[where] = overrides
         configs.append(cfg)
     return configs
 
@@ -66,7 +114,7 @@ def summarise(configs: list[DictConfig]) -> Counter:
     """Count the statuses in the result files of a study's runs (missing or running: 'missing')."""
     counts: Counter = Counter()
     for cfg in configs:
-        result = read_result(Path(cfg.out_dir) / str(cfg.study) / run_id(cfg)) or {}
+        result = read_result(Path(cfg.out_dir) / str(cfg.study) / run_id(cfg)) or {}  # incomplete: missing
         counts[result.get("status") if result.get("status") in STATUSES else "missing"] += 1
     return counts
 
@@ -83,6 +131,7 @@ class StudyCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            check_paths(config)
             self.configs = job_configs(expand_jobs(config))
         except ConfigError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -2,10 +2,13 @@
 
 History keys are grouped with units (train/loss, perf/tokens_per_s, mem/peak_rss_mib, attn/flops_share).
 A wandb failure is reported once and logging stops; it never touches the local result.
+The wandb id is the run id: a retrained run (killed, crashed, interrupted, forced) resumes the same wandb
+run online, and offline its earlier attempt's folder is replaced, so `wandb sync` uploads one run per run.
 """
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +55,13 @@ class Tracker:
             import wandb
 
             settings = wandb.Settings(silent=True, console="off", x_disable_stats=True)
+            wandb_dir = Path(lcfg.dir or run_dir)
+            for stale in (wandb_dir / "wandb").glob(f"offline-run-*-{run_id}"):  # an earlier attempt of this run
+                shutil.rmtree(stale, ignore_errors=True)
             self.run = wandb.init(
                 project=lcfg.project, entity=lcfg.entity, group=lcfg.group, job_type=lcfg.job_type,
-                tags=list(lcfg.tags), name=f"{cfg.study}-{run_id}", id=f"{run_id}-{_nonce()}",
-                mode=lcfg.mode, dir=str(lcfg.dir or run_dir), reinit="create_new", settings=settings,
+                tags=list(lcfg.tags), name=f"{cfg.study}-{run_id}", id=run_id, resume="allow",
+                mode=lcfg.mode, dir=str(wandb_dir), reinit="create_new", settings=settings,
                 config=flatten(OmegaConf.to_container(cfg, resolve=True)))
         except Exception as e:  # noqa: BLE001 - wandb may fail in many ways; the run must go on
             self._disable(e)
@@ -86,7 +92,3 @@ class Tracker:
             self._disable(e)
         self.run = None
 
-
-def _nonce() -> str:
-    import secrets
-    return secrets.token_hex(3)

@@ -12,20 +12,34 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from harness.config import choose, fail, positive
+from harness.config import choose, fail, non_negative, positive
 from harness.data import Dataset
 from harness.metrics import sync
 
 DEFAULT_STEPS = 200
+MAX_STEPS = 10_000_000  # a budget above this is a unit slip (1e30 tokens); even at 1 ms/step it is ~3 hours
 SCHEDULES = ("constant", "cosine", "linear")
+# Divergence rule: a training loss that is NaN/inf, or above DIVERGE_FACTOR x the first step's loss, at
+# any step (warmup included). A model that is 4x worse than at initialisation (for cross-entropy, 4x the
+# loss of a uniform guess) has left the basin; normal noise, even at the largest stable LR, stays far below.
+DIVERGE_FACTOR = 4.0
 
 
 class Diverged(Exception):
-    """The loss became NaN or inf at `step`."""
+    """The loss broke the divergence rule at `step` (1-based, as in the history)."""
 
-    def __init__(self, step: int, loss: float, history: list[dict]):
-        super().__init__(f"loss {loss} at step {step}")
+    def __init__(self, step: int, why: str, history: list[dict]):
+        super().__init__(f"{why} at step {step}")
         self.step, self.history = step, history  # the rows logged before it
+
+
+def divergence(loss: float, first: float | None) -> str | None:
+    """Why `loss` counts as diverged (see DIVERGE_FACTOR), given the first step's loss; None if it does not."""
+    if not math.isfinite(loss):
+        return f"loss not finite ({loss})"
+    if first is not None and first > 0 and loss > DIVERGE_FACTOR * first:
+        return f"loss {loss:.4g} above {DIVERGE_FACTOR:g} x the first step's {first:.4g}"
+    return None
 
 
 @dataclass
@@ -70,6 +84,16 @@ def budget_steps(cfg: DictConfig, batch_size: int, tokens_per_example: int, flop
     return int(steps)
 
 
+def check_step_cap(cfg: DictConfig, steps: int) -> int:
+    """Fail up front, saying how long it would take, when a budget comes to more than MAX_STEPS steps."""
+    if steps <= MAX_STEPS:
+        return steps
+    key = next((k for k in ("max_steps", "max_tokens", "max_flops") if cfg.get(k) is not None), "max_steps")
+    years = steps * 1e-3 / (365.25 * 86400)
+    fail(f"trainer.{key}", cfg.get(key), f"budget is {steps:.3g} steps, above the limit of {MAX_STEPS:.0e} "
+         f"(at 1 ms per step it would take {steps * 1e-3 / 3600:.3g} hours = {years:.3g} years)")
+
+
 @dataclass
 class Settings:
     """The checked trainer and optimizer keys the loop needs."""
@@ -96,6 +120,13 @@ def check_training(cfg: DictConfig) -> Settings:
     fraction = ocfg.warmup_fraction
     if fraction is not None and not 0 <= float(fraction) < 1:
         fail("optim.warmup_fraction", fraction, "must be in [0, 1)")
+    non_negative("optim.warmup_steps", ocfg.warmup_steps)
+    non_negative("optim.weight_decay", ocfg.weight_decay, integer=False)
+    non_negative("trainer.grad_clip", tcfg.grad_clip, integer=False)
+    non_negative("trainer.eval_every", tcfg.eval_every)
+    positive("trainer.log_every", tcfg.log_every)
+    if non_negative("optim.min_lr_ratio", ocfg.min_lr_ratio, integer=False) > 1:
+        fail("optim.min_lr_ratio", ocfg.min_lr_ratio, "must be in [0, 1]")
     return Settings(batch // accum, accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
 
 
@@ -157,7 +188,7 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
 
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
           on_log: Callable[[dict], None] = lambda row: None) -> TrainOutcome:
-    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged on NaN/inf."""
+    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged by the rule above."""
     tcfg, checked = cfg.trainer, check_training(cfg)
     accum, micro = checked.accum, checked.micro_batch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked.precision == "bf16")
@@ -168,6 +199,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     sampler = data.sampler(seed)  # batch order: same seed, same batches
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
     eval_n = checked.eval_samples
+    first_loss = None
     model.train()
     for step in range(steps):
         t0 = time.perf_counter()
@@ -188,8 +220,10 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         loss_value = float(loss_sum)  # syncs the device: the step is done when the clock stops
         sync(device)
         dt = time.perf_counter() - t0
-        if not math.isfinite(loss_value):
-            raise Diverged(step + 1, loss_value, out.history)  # 1-based, as in the history
+        why = divergence(loss_value, first_loss)
+        if why:
+            raise Diverged(step + 1, why, out.history)
+        first_loss = loss_value if first_loss is None else first_loss
         out.step_times.append(dt)
         out.data_time_s += data_s
         out.steps, out.train_loss = step + 1, loss_value

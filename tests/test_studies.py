@@ -138,10 +138,14 @@ def test_study_exits_nonzero_only_when_every_run_failed(tmp_path):
     configs = [compose([f"out_dir={tmp_path}", f"seed={i}"]) for i in range(2)]
     callback = StudyCallback()
     callback.configs = configs
+    def record(cfg, status):
+        write_result(tmp_path / "single" / run_id(cfg), {"run_id": run_id(cfg), "status": status, "config": {},
+                                                        "metrics": {"train_loss": 1.0}})
+
     for cfg in configs:
-        write_result(tmp_path / "single" / run_id(cfg), {"run_id": run_id(cfg), "status": "failed"})
+        record(cfg, "failed")
     with pytest.raises(SystemExit) as stop:
         callback.on_multirun_end(configs[0])
     assert stop.value.code == 1
-    write_result(tmp_path / "single" / run_id(configs[1]), {"run_id": run_id(configs[1]), "status": "ok"})
+    record(configs[1], "skipped")
     callback.on_multirun_end(configs[0])  # one ok run: the study succeeds

@@ -1,7 +1,8 @@
 """Byte-level text tasks: `pycode` (this Python's standard library sources) and `text` (your files).
 
 The corpus is cut into 64 KiB blocks; a seeded permutation sends `val_fraction` of them to validation,
-so the split is deterministic and both splits see every kind of file. The corpus hash is recorded.
+so the split is deterministic and both splits see every kind of file. The corpus hash is recorded, and
+for `text` it is part of the run id (`text_identity`): a changed corpus is a new run.
 """
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import sysconfig
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from harness.config import fail, positive
 from harness.data.base import Dataset, DataSpec
 
 BLOCK = 65536
+_HASHES: dict[tuple, str] = {}  # (file, size, mtime) of every file + max_bytes -> corpus sha256, this process
 
 
 def read_corpus(files: list[Path], max_bytes: int | None, key: str) -> bytes:
@@ -34,15 +36,15 @@ def read_corpus(files: list[Path], max_bytes: int | None, key: str) -> bytes:
     return corpus[:max_bytes] if max_bytes else corpus
 
 
-def split_corpus(corpus: bytes, cfg: DictConfig, seed: int, name: str) -> Dataset:
+def split_corpus(corpus: bytes, cfg: DictConfig, seed: int, key: str, value: object) -> Dataset:
+    """Train/validation split of `corpus`; `key`=`value` is the setting named when it is too small."""
     seq_len = positive("data.seq_len", cfg.seq_len)
     frac = positive("data.val_fraction", cfg.val_fraction, integer=False)
-    tokens = torch.frombuffer(bytearray(corpus), dtype=torch.uint8).long()
-    n_blocks = -(-len(tokens) // BLOCK)
-    n_val = max(1, round(n_blocks * frac))
+    n_blocks = -(-len(corpus) // BLOCK)
     if n_blocks < 2:
-        fail("data.path" if name == "text" else "data.max_bytes", len(corpus),
-             f"corpus of {len(corpus)} bytes is too small to split (need > {BLOCK} bytes)")
+        fail(key, value, f"corpus of {len(corpus)} bytes is too small to split (need > {BLOCK} bytes)")
+    n_val = max(1, round(n_blocks * frac))
+    tokens = torch.frombuffer(bytearray(corpus), dtype=torch.uint8).long()
     order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed))
     blocks = list(tokens.split(BLOCK))
     val = torch.cat([blocks[i] for i in sorted(order[:n_val].tolist())])
@@ -60,15 +62,39 @@ def build_pycode(cfg: DictConfig, seed: int) -> Dataset:
     root = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
     max_bytes = positive("data.max_bytes", cfg.max_bytes, allow_none=True)
-    return split_corpus(read_corpus(files, max_bytes, "data.max_bytes"), cfg, seed, "pycode")
+    return split_corpus(read_corpus(files, max_bytes, "data.max_bytes"), cfg, seed, "data.max_bytes", max_bytes)
 
 
-def build_text(cfg: DictConfig, seed: int) -> Dataset:
+def corpus_files(cfg: DictConfig) -> list[Path]:
+    """The files of `data.path` (a file, or every file under a folder, in name order)."""
+    if OmegaConf.is_missing(cfg, "path") or cfg.path is None or not str(cfg.path).strip():
+        fail("data.path", "???", "required with data=text: a text file or folder, e.g. data.path=corpus.txt")
     path = Path(str(cfg.path)).expanduser()
     if not path.exists():
         fail("data.path", cfg.path, "no such file or directory")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     if not files:
         fail("data.path", cfg.path, "directory holds no files")
+    return files
+
+
+def text_identity(cfg: DictConfig) -> str:
+    """sha256 of the corpus a `text` run reads; re-hashed only when a file's size or mtime changed."""
+    files = corpus_files(cfg)
     max_bytes = positive("data.max_bytes", cfg.max_bytes, allow_none=True)
-    return split_corpus(read_corpus(files, max_bytes, "data.path"), cfg, seed, "text")
+    try:
+        key = (tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files), max_bytes)
+    except OSError as e:
+        fail("data.path", cfg.path, f"cannot read file ({e.strerror})")
+    if key not in _HASHES:
+        _HASHES[key] = hashlib.sha256(read_corpus(files, max_bytes, "data.path")).hexdigest()
+    return _HASHES[key]
+
+
+def build_text(cfg: DictConfig, seed: int) -> Dataset:
+    files = corpus_files(cfg)
+    max_bytes = positive("data.max_bytes", cfg.max_bytes, allow_none=True)
+    corpus = read_corpus(files, max_bytes, "data.path")
+    if not corpus:
+        fail("data.path", cfg.path, "the corpus is empty")
+    return split_corpus(corpus, cfg, seed, "data.path", cfg.path)

@@ -53,7 +53,7 @@ def _fit_width(cls, cfg: DictConfig, spec: DataSpec, target: int) -> nn.Module:
 
     Transformers move in steps of n_heads, so the MLP width d_ff is then tuned unit by unit to land on target.
     """
-    step = int(cfg.n_heads) if cls is Transformer else getattr(cls, "width_step", 1)
+    step = positive("model.n_heads", cfg.n_heads) if cls is Transformer else getattr(cls, "width_step", 1)
     lo, hi = 1, int(MAX_WIDTH // step)
     smallest, largest = _count(cls, cfg, spec, step), None
     if smallest > target * (1 + TARGET_TOLERANCE):

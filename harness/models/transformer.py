@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import flops
-from harness.config import choose, fail
+from harness.config import choose, fail, positive
 from harness.data import DataSpec
 from harness.models.layers import activation
 
@@ -62,6 +62,7 @@ class Transformer(nn.Module):
         choose("model.attention", attention, ATTENTION)
         if not 0 <= dropout < 1:
             fail("model.dropout", dropout, "must be in [0, 1)")
+        n_heads, n_layers = positive("model.n_heads", n_heads), positive("model.n_layers", n_layers)
         if d_model % n_heads:
             fail("model.d_model", d_model, f"must be divisible by model.n_heads={n_heads}")
         self.d_model, self.n_layers, self.n_heads, self.d_ff = d_model, n_layers, n_heads, d_ff
