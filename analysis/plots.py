@@ -282,3 +282,17 @@ def plot_forecast(registered: dict, targets: pd.DataFrame, stem: Path) -> list[P
             ax.legend(fontsize=7)
     fig.tight_layout()
     return save(fig, stem)
+
+
+def plot_epochs(table: pd.DataFrame, stem: Path, loss: str = "val_loss") -> list[Path]:
+    """Loss against epochs (tokens read / unique tokens), one line per size and amount of unique data."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    keys = [c for c in ("params", "unique_train_tokens") if c in table]
+    for i, (k, g) in enumerate(table.dropna(subset=["epochs", loss]).groupby(keys)):
+        g = g.sort_values("epochs")
+        label = f"N={k[0]:.3g}, unique={k[1]:.3g}" if len(keys) == 2 else f"N={k:.3g}"
+        ax.plot(g["epochs"], g[loss], "o-", color=f"C{i % 10}", label=label)
+    ax.axvline(1, color="0.6", lw=0.8, ls=":")
+    ax.set(xscale="log", xlabel="epochs (tokens read / unique tokens)", ylabel=loss, title="Loss vs epochs")
+    ax.legend(fontsize=7)
+    return save(fig, stem)
