@@ -266,7 +266,8 @@ def plot_forecast(registered: dict, targets: pd.DataFrame, stem: Path) -> list[P
             for i, f in enumerate(rows):
                 lo, hi = f["interval90"]
                 x = f["compute"] * (1 + 0.06 * (j - 1.5))  # side by side at each target
-                yerr = None if lo is None else [[f["predicted"] - lo], [hi - f["predicted"]]]
+                # a biased bootstrap can leave the point estimate outside its own interval: draw the interval
+                yerr = None if lo is None else [[max(f["predicted"] - lo, 0)], [max(hi - f["predicted"], 0)]]
                 ax.errorbar([x], [f["predicted"] - shift], yerr=yerr, fmt="o", ms=4, capsize=3, color=f"C{j + 1}",
                             label=f"{law} forecast" if i == 0 else None)
         if len(targets):
