@@ -87,7 +87,8 @@ class ChinchillaFit:
 
     ``ci`` maps each of E, A, B, alpha, beta and the allocation exponents a, b
     to a (low, high) interval when the fit was bootstrapped, else is empty;
-    ``samples`` holds the bootstrap replicas' parameters.
+    ``samples`` holds the bootstrap replicas' parameters; ``fit_range`` the (min, max) of the fitted
+    runs' N, D and C = 6ND (what a plan far beyond them measures its distance by).
     """
 
     params: dict[str, float]
@@ -97,6 +98,7 @@ class ChinchillaFit:
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     samples: pd.DataFrame | None = None
     level: float = 0.95
+    fit_range: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def predict(self, N, D) -> np.ndarray:
         """Predicted loss at N parameters and D tokens."""
@@ -136,7 +138,9 @@ class ChinchillaFit:
         return {"law": "L = E + A/N^alpha + B/D^beta", "params": self.params, "objective": self.objective,
                 "n_points": self.n_points, "exponents": {"a": a, "b": b}, "G": self.G,
                 "ci_level": self.level, "ci": {k: list(v) for k, v in self.ci.items()},
-                "bootstrap": 0 if self.samples is None else len(self.samples)}
+                "bootstrap": 0 if self.samples is None else len(self.samples),
+                "samples": None if self.samples is None else {k: self.samples[k].tolist() for k in PARAMS},
+                "fit_range": {k: list(v) for k, v in self.fit_range.items()}}
 
 
 def _starts(starts: Iterable[Mapping[str, float]] | np.ndarray | None) -> np.ndarray:
@@ -173,7 +177,9 @@ def fit_chinchilla(
     log_n, log_d = np.log(rows[n].to_numpy()), np.log(rows[d].to_numpy())
     model = LogSumExpModel(_design(log_n, log_d), np.log(rows[loss].to_numpy()), delta)
     theta, objective, endpoints = fit_from_starts(model, _starts(starts), workers=workers)
-    fit = ChinchillaFit(_natural(theta), objective, len(rows), (n, d, loss), level=level)
+    N, D = np.exp(log_n), np.exp(log_d)
+    fit_range = {k: (float(v.min()), float(v.max())) for k, v in (("N", N), ("D", D), ("C", 6 * N * D))}
+    fit = ChinchillaFit(_natural(theta), objective, len(rows), (n, d, loss), level=level, fit_range=fit_range)
     if bootstrap > 0:
         reps = bootstrap_refits(model, endpoints, bootstrap, np.random.default_rng(seed), workers)
         samples = pd.DataFrame([_natural(t) for t in reps])

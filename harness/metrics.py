@@ -3,8 +3,9 @@
 (cross-entropy) or squared error (regression).
 
 MFU = achieved_flops_per_s / peak_flops_per_s, with achieved = analytic training FLOPs per step
-(harness.flops) / median step time. The peak comes from `PEAK_FLOPS` for known GPUs, or on CPU from a
-matmul measured once per machine, thread count and dtype (cached in ~/.cache/scaling-lab/peaks.json).
+(harness.flops) / median step time. The peak comes from the GPU table in `harness.hardware` for known GPUs,
+or on CPU from a matmul measured once per machine, thread count and dtype (cached in
+~/.cache/scaling-lab/peaks.json).
 An unknown peak gives MFU None, never a guess.
 """
 from __future__ import annotations
@@ -20,14 +21,8 @@ from statistics import median
 import psutil
 import torch
 
-# Dense datasheet peaks (FLOP/s), no sparsity. The fp32 column is the non-tensor-core rate (TF32 is off
-# by default in PyTorch matmuls). Source: NVIDIA A100/H100 datasheets; H200 has the H100 SXM's compute.
-PEAK_FLOPS = {
-    "A100": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12},
-    "H100 PCIe": {"fp32": 51e12, "tf32": 378e12, "bf16": 756e12},
-    "H100": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12},
-    "H200": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12},
-}
+from harness.hardware import PEAK_FLOPS, gpu_peak  # noqa: F401 - the one GPU table, re-exported
+
 PEAK_CACHE = Path(os.environ.get("SCALING_LAB_CACHE", Path.home() / ".cache" / "scaling-lab")) / "peaks.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -39,14 +34,6 @@ def cpu_name() -> str:
         return re.search(r"model name\s*:\s*(.+)", text).group(1).strip()
     except (OSError, AttributeError):
         return platform.processor() or platform.machine()
-
-
-def gpu_peak(device_name: str, precision: str) -> float | None:
-    """Datasheet peak for a GPU name such as 'NVIDIA H100 80GB HBM3', or None if unknown."""
-    for key in sorted(PEAK_FLOPS, key=len, reverse=True):  # "H100 PCIe" before "H100"
-        if all(part in device_name for part in key.split()):
-            return PEAK_FLOPS[key].get(precision)
-    return None
 
 
 def measure_cpu_peak(precision: str, threads: int, size: int = 1024, repeats: int = 5) -> float:

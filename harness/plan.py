@@ -6,12 +6,22 @@ from omegaconf import DictConfig
 
 from harness.build import check_config
 from harness.data import Dataset
+from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
 from harness.models.layers import count_params
 
 BYTES = {"fp32": 4, "bf16": 2}
 OPTIMIZER_STATE = {"adamw": 2, "sgd": 1}  # tensors of parameter size kept by the optimizer (momentum buffers)
-DEFAULT_MFU = {"cpu": 0.3, "cuda": 0.3}
-GPU_MEMORY_BYTES = 80 * 2 ** 30  # assumed when planning cuda runs on a machine without the GPU
+# Time = FLOPs / (peak x wall-clock efficiency(params)) + the study's start + a gap per run. Without finished
+# runs in the study, the cpu default is the wall-clock efficiency of transformer runs (3e3-3.2e5 parameters,
+# the isoflop smoke study and two cpu-size runs) on this project's 2-core machine while other jobs shared it;
+# the start and gap were measured on the same study. See docs/benchmarks.md ("harness-plan vs wall time").
+DEFAULT_EFFICIENCY = {
+    "cpu": MfuModel("wall_mfu", "default, measured on the 2-core machine (docs/benchmarks.md)",
+                    {"all": EfficiencyCurve("all", 0.3617, -9.6643, (3004.0, 319894.0), 17)}),
+    "cuda": constant(0.3, "default 0.3 (not measured)", "wall_mfu"),
+}
+STUDY_START_S = 8.0  # process start, composing and checking every job, before the first run
+RUN_GAP_S = 0.6  # per run, outside its own wall_s: launcher, wandb start, writing results
 
 
 def activation_bytes(model: torch.nn.Module, data: Dataset, precision: str) -> int | None:
@@ -48,8 +58,9 @@ def estimate(cfg: DictConfig) -> dict:
             "activations_counted": act is not None}
 
 
-def recorded_mfu(study_dir) -> dict[str, float]:
-    """Median MFU per model name over the ok runs a study already holds (for time estimates)."""
+def recorded_efficiency(study_dir) -> dict[str, MfuModel]:
+    """Wall-clock efficiency vs params per model name, per device ("cpu", "cuda"), fitted on the ok runs a
+    study already holds; a device without such runs is left out."""
     from pathlib import Path
     import warnings
 
@@ -60,10 +71,16 @@ def recorded_mfu(study_dir) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = collect(study_dir)
-    if table.empty or "mfu" not in table:
+    if table.empty or "env.device" not in table.columns:
         return {}
-    ok = table[(table.status == "ok") & table.mfu.notna()]
-    return ok.groupby("model.name").mfu.median().to_dict()
+    models = {}
+    for device in ("cpu", "cuda"):
+        rows = table[table["env.device"].astype(str).str.startswith(device)]
+        try:
+            models[device] = fit_mfu(rows, "wall_mfu", source=f"the runs recorded in {study_dir}")
+        except ValueError:
+            pass
+    return models
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import psutil
     from harness.config import ConfigError
+    from harness.hardware import gpu_memory
     from harness.metrics import cpu_peak, gpu_peak
     from harness.device import resolve_threads
     from harness.study import study_configs
@@ -80,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="harness-plan", description=main.__doc__)
     parser.add_argument("overrides", nargs="*", help="as for harness -m, e.g. sweep=params scale=cpu")
     parser.add_argument("--gpu", default="H100", help="GPU assumed for cuda runs (peak FLOP/s table; default H100)")
-    parser.add_argument("--mfu", type=float, default=None, help=f"assumed MFU (default {DEFAULT_MFU['cpu']})")
+    parser.add_argument("--mfu", type=float, default=None,
+                        help="assumed wall-clock MFU (default: fitted on the study's finished runs, else measured)")
     parser.add_argument("--mem-gb", type=float, default=None, help="memory per run to check against")
     args = parser.parse_args(argv)
     try:
@@ -89,25 +108,36 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         sys.exit(f"error: {e}")
     threads = resolve_threads("auto")
-    measured = recorded_mfu(f"{primary.out_dir}/{primary.study}")
+    study_dir = f"{primary.out_dir}/{primary.study}"
+    given = constant(args.mfu, "--mfu", "wall_mfu") if args.mfu else None
+    recorded = {} if given else recorded_efficiency(study_dir)
+    models = {d: given or recorded.get(d) or DEFAULT_EFFICIENCY[d] for d in ("cpu", "cuda")}
+    used, notes = set(), set()
     print(f"study {primary.study} (scale={primary.scale}): {len(configs)} runs")
     print(f"{'run':>4} {'model':>12} {'params':>10} {'steps':>7} {'FLOPs':>9} {'time':>8} {'memory':>9}  device")
     total_time, warnings = 0.0, []
     for i, (cfg, p) in enumerate(zip(configs, plans)):
         cuda = p["device"] == "cuda"
         peak = gpu_peak(args.gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
-        limit = args.mem_gb * 2 ** 30 if args.mem_gb else GPU_MEMORY_BYTES if cuda else psutil.virtual_memory().total
-        mfu = args.mfu or measured.get(cfg.model.name) or DEFAULT_MFU[p["device"]]
+        limit = args.mem_gb * 2 ** 30 if args.mem_gb else (gpu_memory(args.gpu) or 80 * 2 ** 30) if cuda else psutil.virtual_memory().total
+        mfu, note = models[p["device"]].predict(p["params"], cfg.model.name)
+        used.add(p["device"])
+        if note:
+            notes.add(note)
         rate = (peak or 0) * mfu
-        seconds = p["flops"] / rate if rate else float("nan")
+        seconds = p["flops"] / rate + RUN_GAP_S if rate else float("nan")
         total_time += seconds if seconds == seconds else 0
         mem = f"{p['memory_bytes'] / 2 ** 20:.0f} MiB" + ("" if p["activations_counted"] else "*")
         print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s {mem:>9}  {p['device']}")
         if p["memory_bytes"] > limit:
             warnings.append(f"run {i} needs ~{p['memory_bytes'] / 2 ** 30:.1f} GiB > {limit / 2 ** 30:.0f} GiB available")
-    source = "--mfu" if args.mfu else "recorded in this study (" + ", ".join(f"{k} {v:.3g}" for k, v in measured.items()) + ")" if measured else f"default {DEFAULT_MFU['cpu']}"
-    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min of compute; MFU {source} "
-          "(before per-run overhead; divide by parallel jobs)")
+    total_time += STUDY_START_S
+    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min of wall time in one "
+          f"process (divide the runs' share by parallel jobs)")
+    for d in sorted(used):
+        print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")
+    for n in sorted(notes):
+        print(f"note: {n}")
     print("memory: fp32 weights + grads + optimizer state + activations saved for backward"
           " (* = activations not counted: no meta kernel)")
     for w in warnings:
