@@ -154,9 +154,11 @@ def test_smoke_forecast_preregisters_keeps_and_scores(tmp_path):
     stages = [json.loads(p.read_text())["config"]["stage"] for p in study.glob("*/result.json")]
     assert "target" not in stages and stages.count("ladder") == 20  # written before any target run existed
     assert len(json.loads(registered)["fitted_run_ids"]) == 20
-    out = forecast_cli()  # all steps: resumes, trains the targets, keeps the forecast, scores it
-    assert (study / "forecast.json").read_text() == registered
-    assert "kept the forecast" in out.stdout
+    forecast_cli("step=targets")
+    out = forecast_cli("step=register")  # a target run exists: the forecast is kept, never refitted
+    assert (study / "forecast.json").read_text() == registered and "kept the forecast" in out.stdout
+    out = forecast_cli("step=score")
+    assert out.stdout.count("target 10x") == 4  # one verdict line per law
     fits = json.loads((study / "report" / "fits.json").read_text())
     rows = {f["law"]: f for f in fits["forecasts"]}
     assert set(rows) == {"approach3", "no_offset", "frontier", "approach2"}
