@@ -314,7 +314,7 @@ class CostPlan:
         f = self.figures
         mem = f["memory_per_gpu_bytes"]
         rows = [("parameters N", self._v("params", "{:.3g}")), ("tokens D", self._v("tokens", "{:.3g}")),
-                ("tokens per parameter", f"{f['tokens'] / f['params']:.1f}"),
+                ("tokens per parameter", f"{f['tokens'] / f['params']:.3g}"),
                 ("compute C", self._v("flops", "{:.3g} FLOPs") + f" ({f['flops_convention']})")]
         if f.get("predicted_loss") is not None:
             rows.append(("predicted loss", self._v("predicted_loss", "{:.4f}") + f" (floor E = {f['E']:.4f})"))
@@ -576,6 +576,13 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
         g0 = float(gamma(p)[0])
         fig["reducible_loss_exponent"] = g0
         fig["compute_per_halving"] = 2 ** (1 / g0)
+        if g0 < 0.05:
+            notes.append(f"suspect law: along the frontier the reducible loss falls only as C^−{g0:.3g}, so each "
+                         f"halving costs {2 ** (1 / g0):.3g}× more compute; a law this flat usually means the "
+                         "fitted runs barely differed in loss — check its intervals before trusting the plan")
+    if not 1 <= D[0] / N[0] <= 1e4:
+        notes.append(f"{D[0] / N[0]:.3g} tokens per parameter is far from any trained regime "
+                     "(compute-optimal language models train on about 20)")
 
     # --- intervals over the bootstrap replicas
     intervals: dict[str, list[float]] = {}
@@ -608,9 +615,10 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
 
     # --- utilisation table
     rows = []
-    for u in UTILISATIONS:
+    for u in ([] if float(mfus[0]) in UTILISATIONS else [float(mfus[0])]) + list(UTILISATIONS):
         gh = float(C[0]) / (peak * u) / 3600
-        rows.append({"MFU": f"{u:.0%}", "days": gh / n_gpus / 24, "GPU-hours": gh, "USD": gh * price,
+        label = f"{u:.0%}" if u in UTILISATIONS else f"{u:.3g} (this plan)"
+        rows.append({"MFU": label, "days": gh / n_gpus / 24, "GPU-hours": gh, "USD": gh * price,
                      "USD lost per day vs 90%": idle_cost_per_day(n_gpus, price, u, max(UTILISATIONS)),
                      "USD extra vs 90%": gh * price - float(C[0]) / (peak * max(UTILISATIONS)) / 3600 * price})
     util = pd.DataFrame(rows)
@@ -629,9 +637,10 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
 def _frontier(p, C: float, k: float, law: Law, eff: MfuModel, model: str | None, peak: float, price: float,
               level: float) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Loss (with band) and money along the compute-optimal frontier, and where each halving of L − E lands."""
-    lo = C / 1e3
-    if law.fit_range.get("C") and np.isfinite(law.fit_range["C"][1]):
-        lo = min(lo, law.fit_range["C"][1])
+    lo = C / 1e3  # from the smallest fitted run when that is lower
+    fitted = [c for c in law.fit_range.get("C", ()) if np.isfinite(c)]
+    if fitted:
+        lo = min(lo, fitted[0])
     grid = np.geomspace(lo, C * 10, 60)
     central = {k_: v[:1] for k_, v in p.items()}
     n_opt, d_opt = allocation(central, grid, k)

@@ -3,6 +3,7 @@ frontier, with the law's interval band, the planned run, and where each halving 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,11 @@ def plot_cost_frontier(plan: "CostPlan", stem: Path) -> list[Path]:
         ax.axhline(plan.figures["E"], color="grey", ls=":", lw=1, label=f"floor E = {plan.figures['E']:.3g}")
         ax.axvline(target, color="C2", ls="--", lw=1, label="planned run")
         ax.set(xscale="log", xlabel=label, ylabel="predicted loss")
+    fitted = plan.law.fit_range.get("C") if plan.law is not None else None
+    if fitted and math.isfinite(fitted[1]):
+        lo = fitted[0] if math.isfinite(fitted[0]) else fitted[1]
+        axes[1].axvspan(lo, fitted[1], color="grey", alpha=0.15, lw=0, label="fitted runs")
+        axes[1].legend(fontsize=7)
     axes[0].set_title(f"{plan.figures['halving_note'].split(':')[0]}: ×{plan.figures['compute_per_halving']:.3g} "
                       "compute per halving", fontsize=9)
     axes[1].set_title(plan.figures["flops_convention"], fontsize=9)

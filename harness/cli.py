@@ -85,12 +85,16 @@ def main() -> None:
         _bad_input(e)
     except HydraException as e:
         _bad_input(hydra_error(e, overrides))
+    from harness.runner import interruptible
+
     try:
-        app()
-    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM turned into Interrupted by the runner
+        with interruptible():
+            app()
+    except KeyboardInterrupt as e:  # SIGINT or SIGTERM (see harness.runner.interruptible)
         name = getattr(e, "signame", "SIGINT")
-        print(f"interrupted ({name}): the run in progress is recorded as failed; the same command retrains it "
-              "and keeps finished runs", file=sys.stderr)
+        where = getattr(e, "run_dir", None)
+        what = f"run {where} recorded as failed; " if where else ""
+        print(f"interrupted ({name}): {what}the same command resumes (finished runs are kept)", file=sys.stderr)
         sys.exit(128 + signal.Signals[name].value)
 
 

@@ -104,7 +104,8 @@ def fit_mfu(table: pd.DataFrame, column: str = "mfu", device: str | None = None,
             source: str = "a collected study") -> MfuModel:
     """Fit efficiency (`mfu` or `wall_mfu`) against params per `model.name` over the table's ok runs.
 
-    `device` ("cpu", "cuda") keeps the runs whose `env.device` starts with it, when any do.
+    `device` ("cpu", "cuda") keeps the runs whose `env.device` starts with it, when any do (else all, and
+    the source says which devices they ran on).
     Raises ValueError when no run has a positive efficiency and parameter count.
     """
     if column not in COLUMNS:
@@ -114,7 +115,10 @@ def fit_mfu(table: pd.DataFrame, column: str = "mfu", device: str | None = None,
         t = t[t["status"] == "ok"]
     if device and "env.device" in t.columns:
         on = t["env.device"].astype(str).str.startswith(device)
-        t = t[on] if on.any() else t
+        if on.any():
+            t = t[on]
+        else:
+            source += f" (no {device} runs in it: measured on {', '.join(sorted(set(t['env.device'].astype(str))))})"
     eff = wall_mfu(t) if column == "wall_mfu" else pd.to_numeric(t.get(column), errors="coerce")
     params = pd.to_numeric(t["params"], errors="coerce") if "params" in t.columns else pd.Series(np.nan, t.index)
     names = t["model.name"].astype(str) if "model.name" in t.columns else pd.Series("all", index=t.index)

@@ -74,20 +74,20 @@ def run_dir_for(cfg: DictConfig, rid: str) -> Path:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT arrived while a run trained; the run is recorded as failed, then this propagates."""
+    """SIGTERM or SIGINT arrived; a run in progress is recorded as failed (`run_dir` set), then this propagates."""
 
     def __init__(self, signame: str):
         super().__init__(signame)
-        self.signame = signame
+        self.signame, self.run_dir = signame, None
 
 
 @contextlib.contextmanager
 def interruptible():
-    """While a run trains, SIGTERM (SLURM, kill) and SIGINT (Ctrl-C) raise `Interrupted` in the main thread.
+    """Inside this block SIGTERM (SLURM, kill) and SIGINT (Ctrl-C) raise `Interrupted` in the main thread.
 
-    The one place signals are handled: a checkpoint-on-signal hook belongs here. A second signal while
-    the interruption is being recorded is ignored, so the record is never cut short. Previous handlers
-    are restored on exit.
+    The one place signals are handled: around each run's training (and around the whole `harness`
+    command), so a checkpoint-on-signal hook belongs here. A second signal while the interruption is
+    being recorded is ignored, so the record is never cut short. Previous handlers are restored on exit.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -186,12 +186,13 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads) 
     write_result(run_dir, record)  # 'running': a killed run is retrained on resume
     for stale in (TRACEBACK, HISTORY):  # from an earlier (forced) attempt
         (run_dir / stale).unlink(missing_ok=True)
-    tracker = Tracker(cfg, run_dir, rid)
     n_total, n_non_emb = param_counts(model)
     base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
             "flops_per_example": flops_per_example, **data.spec.info,
             "unique_train_tokens": data.unique_train_tokens}  # what one epoch reads (null: a fresh stream)
+    tracker = None
     try:
+        tracker = Tracker(cfg, run_dir, rid)  # inside: a signal during wandb's start is recorded too
         data = data.to(device)
         model.to(device)
         memory = M.MemoryMeter(device)
@@ -218,6 +219,7 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads) 
     except KeyboardInterrupt as e:  # SIGINT/SIGTERM: recorded as failed (retrained on resume), wandb finished, re-raised
         name = e.signame if isinstance(e, Interrupted) else "SIGINT"
         _finish(record, run_dir, "failed", f"interrupted ({name})", base, [], tracker)
+        e.run_dir = run_dir  # for the CLI's one line
         raise
     except Exception as e:  # noqa: BLE001 - a crash is recorded, with its traceback, and the study goes on
         if "out of memory" in str(e).lower():

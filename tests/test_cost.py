@@ -64,7 +64,7 @@ def test_seed_example_1000_gpus_at_50_vs_90_percent_loses_tens_of_thousands_a_da
     row = plan.utilisation.set_index("MFU").loc["50%"]
     assert row["USD lost per day vs 90%"] == pytest.approx(24_000)
     table = plan.utilisation
-    assert list(table["MFU"]) == ["30%", "50%", "70%", "90%"]
+    assert list(table["MFU"]) == ["30%", "50%", "70%", "90%"]  # the plan's own MFU is one of them
     assert (np.diff(table["days"]) < 0).all() and table["USD extra vs 90%"].iloc[-1] == 0
 
 
@@ -163,6 +163,14 @@ def test_plan_1000x_beyond_the_largest_fitted_run_from_fits_json(fits_json, tmp_
     assert [f.suffix for f in figures] == [".png", ".svg"] and all(f.stat().st_size > 1000 for f in figures)
 
 
+def test_a_flat_law_and_an_absurd_allocation_are_flagged():
+    flat = {"E": 0.01, "A": 3.4, "B": 1.0, "alpha": 0.004, "beta": 0.02}
+    notes = plan_cost(flat, compute=1e21, mfu=0.4).notes
+    assert any(n.startswith("suspect law") for n in notes)
+    assert any("tokens per parameter is far from" in n for n in plan_cost(params=1e3, tokens=1e12).notes)
+    assert not any(n.startswith("suspect") for n in plan_cost("hoffmann2022", compute=1e21).notes)
+
+
 def test_real_fit_writes_samples_and_range_that_the_planner_reads(tmp_path):
     from analysis import fit_chinchilla
 
@@ -216,7 +224,8 @@ def test_plan_takes_mfu_from_a_collected_study(tmp_path):
     plan = plan_cost(params=1e9, tokens=2e10, mfu_from=tmp_path / "results.parquet", gpus=8).to_dict()
     assert plan["mfu"] == pytest.approx(0.04)
     assert any("MFU extrapolated" in n for n in plan["notes"])
-    assert "results.parquet" in plan["mfu_source"]
+    assert "results.parquet" in plan["mfu_source"] and "no cuda runs in it: measured on cpu" in plan["mfu_source"]
+    assert plan["utilisation"][0]["MFU"] == "0.04 (this plan)"  # then the 30/50/70/90% rows
 
 
 # --- the command line ------------------------------------------------------------------------------------------

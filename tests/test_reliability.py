@@ -91,15 +91,19 @@ def test_signal_ends_the_run_failed_interrupted_and_the_rerun_resumes_its_wandb_
     args = small("mlp", runs, "trainer.max_steps=100000", "logger=wandb")
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.time() + 90
-    while time.time() < deadline and not list(runs.rglob("run-*.wandb")):
+    deadline, start_size = time.time() + 90, None
+    while time.time() < deadline:  # until training logs rows: the wandb file grows
+        files = list(runs.rglob("run-*.wandb"))
+        size = files[0].stat().st_size if files else None
+        start_size = start_size or size
+        if size and size > start_size + 4096:
+            break
         time.sleep(0.2)
-    time.sleep(1.0)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err[-2000:]
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and f"interrupted ({sig.name})" in lines[0], err[-2000:]
+    assert len(lines) == 1 and f"interrupted ({sig.name}): run " in lines[0] and "recorded as failed" in lines[0], err
     [result] = runs.rglob("result.json")
     saved = json.loads(result.read_text())
     assert saved["status"] == "failed" and saved["reason"] == f"interrupted ({sig.name})"
@@ -167,6 +171,23 @@ def test_a_held_lock_makes_the_second_runner_wait(runs, caplog):
     assert done[0].status == "ok" and "being trained by another process" in caplog.text
 
 
+def test_sigterm_while_waiting_for_another_process_is_one_line_and_records_nothing(runs, tmp_path):
+    from harness.runner import claim
+
+    args = small("mlp", runs, "trainer.max_steps=3")
+    run_dir = runs / "single" / run_id(compose(args))
+    log = tmp_path / "out.txt"
+    with claim(run_dir, "test"), open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=out, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 90
+        while time.time() < deadline and "waiting for it" not in log.read_text():
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip() == "interrupted (SIGTERM): the same command resumes (finished runs are kept)", err
+    assert not (run_dir / "result.json").exists()
+
+
 # ---- 6. study is a folder name, every write under out_dir -------------------------------------------------
 
 @pytest.mark.parametrize("study", ["/abs/path", "../../x", "a/b", "..", "${oc.env:ESCAPE_TO}"])
@@ -175,11 +196,6 @@ def test_study_must_be_a_folder_name(study, runs, monkeypatch):
     with pytest.raises(ConfigError, match="study=.*folder name"):
         run(compose(small("mlp", runs, f"study={study}")))
     assert not runs.exists()
-
-
-def test_text_without_a_path_is_one_config_error(runs):
-    with pytest.raises(ConfigError, match=r"data.path=\?\?\?: a value is required"):
-        run(compose(["data=text", f"out_dir={runs}"]))
 
 
 def test_study_path_fails_in_one_line_from_the_cli_single_and_multirun(tmp_path):
@@ -209,6 +225,11 @@ def test_a_changed_corpus_is_a_new_run(runs, tmp_path):
     second = run(compose(args))
     assert not second.reused and second.run_id != first.run_id
     assert second.metrics["corpus_sha256"] != first.metrics["corpus_sha256"]
+
+
+def test_text_without_a_path_is_one_config_error(runs):
+    with pytest.raises(ConfigError, match=r"data.path=\?\?\?: a value is required"):
+        run(compose(["data=text", f"out_dir={runs}"]))
 
 
 @pytest.mark.parametrize("content, why", [(b"", "empty"), (b"x" * 1200, "too small")])
