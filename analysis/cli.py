@@ -80,6 +80,8 @@ def _study(argv: list[str]) -> int:
     p.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline",
                    help="log figures and fits to the study's wandb group (default offline)")
     args = p.parse_args(argv)
+    if args.bootstrap < 0:
+        raise AnalysisError(f"--bootstrap={args.bootstrap}: must be >= 0 (0 = no intervals)")
     src = Path(args.study)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent) / "report"
     if src.is_dir() and (src / "forecast.json").exists():  # a forecast study: score its pre-registered forecasts

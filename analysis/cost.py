@@ -117,7 +117,8 @@ def _samples(raw: Any) -> pd.DataFrame | None:
 
 
 def load_law(spec: str | Path | Mapping[str, float]) -> Law:
-    """A law by name (hoffmann2022, epoch2024), a dict of E, A, B, alpha, beta, or a fits.json path.
+    """A law by name (hoffmann2022, epoch2024), a dict of E, A, B, alpha, beta, or a fits.json path (or the
+    report or study folder that holds it).
 
     A fits.json written by ``harness-analyze`` holds the approach-3 fit in its "Chinchilla approach 3"
     section; any other JSON works too when some entry holds E, A, B, alpha, beta (directly or under
@@ -131,8 +132,9 @@ def load_law(spec: str | Path | Mapping[str, float]) -> Law:
         params, source = PUBLISHED[name.lower()]
         return Law(dict(params), source)
     path = Path(name).expanduser()
-    if path.is_dir():
-        path = path / "fits.json"
+    if path.is_dir():  # a report folder, or a study folder whose report is in report/
+        path = next((p for p in (path / "fits.json", path / "report" / "fits.json") if p.is_file()),
+                    path / "fits.json")
     if not path.is_file():
         raise _bad("law", name, "neither a published law nor a fits.json file", [*PUBLISHED, "PATH/fits.json"])
     try:

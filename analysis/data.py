@@ -88,6 +88,7 @@ def load_table(path: str | Path) -> pd.DataFrame:
         from harness.collect import collect  # only study directories need the harness
 
         table = collect(path)
+        table.attrs["study_dir"] = str(path)  # analyses that read per-run histories (the dp study) find them here
     elif path.suffix == ".parquet":
         table = pd.read_parquet(path)
     elif path.suffix == ".csv":

@@ -22,6 +22,7 @@ import pandas as pd
 
 from analysis import plots
 from analysis.chinchilla import ChinchillaFit, fit_chinchilla
+from analysis.dp import dp_table
 from analysis.data import AnalysisError, InsufficientDataError, json_ready
 from analysis.isoflop import fit_isoflop
 from analysis.lr_batch import fit_lr_batch, throughput_metric, throughput_vs_batch
@@ -262,6 +263,18 @@ def _throughput_batch(ctx: _Context, sec: Section) -> None:
     sec.figures += plots.plot_throughput_vs_batch(curve, ctx.figure("throughput_vs_batch"))
 
 
+def _dp(ctx: _Context, sec: Section) -> None:
+    rows, target = dp_table(ctx.table, ctx.table.attrs.get("study_dir"))
+    sec.lines += [f"Per-rank batch fixed, same token budget for every run; target loss {_fmt(target)} (the largest "
+                  "final training loss, so every run reaches it). time_to_target_s needs the study folder "
+                  "(its histories).", ""]
+    sec.lines += _md_table(rows)
+    best = rows.dropna(subset=["val_loss"]).sort_values("val_loss").iloc[0]
+    sec.headline = (f"best loss at the budget: world {best['dist.nproc']:g}, rule {best['dp.rule']} "
+                    f"(val_loss {_fmt(best['val_loss'])})")
+    sec.numbers["dp"] = {"target_loss": target, "rows": rows.to_dict(orient="records")}
+
+
 def _attention(ctx: _Context, sec: Section) -> None:
     fit = fit_attention(ctx.table)
     if len(fit.exponents):
@@ -373,6 +386,7 @@ def _plan(study: str, ctx: _Context) -> list[tuple[str, Analysis]]:
                           ("LSTM vs Transformer", _architectures),
                           ("Throughput and MFU vs parameters", _throughput_params)],
         "seqlen": [("LSTM vs Transformer", _architectures)],
+        "dp": [("Data parallel: LR scaling rules", _dp)],
     }
     if study in plans:
         return plans[study]

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Keys that place or label a run but do not change what it computes: excluded from run_id.
-NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra")
+NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra",
+                     "trainer.checkpoint_every", "trainer.keep_checkpoint")
 FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]*")
 
 
@@ -33,6 +34,21 @@ OmegaConf.register_new_resolver("isoflop_params", isoflop_params, replace=True)
 
 class ConfigError(ValueError):
     """Bad user input; the message names the key and, where finite, the valid values."""
+
+
+LR_RULES = {"none": lambda n: 1.0, "linear": lambda n: float(n), "sqrt": lambda n: float(n) ** 0.5}
+
+
+def _dp_lr(lr: Any, rule: str, world: Any) -> float:
+    """`${dp_lr:lr,rule,world}`: the LR scaled for `world` ranks by an LR rule (none, linear, sqrt)."""
+    if rule not in LR_RULES:
+        fail("dp.rule", rule, "unknown LR scaling rule", LR_RULES)
+    return float(lr) * LR_RULES[rule](int(world))
+
+
+# The dp study's arithmetic: global batch = per-rank batch x world, and the LR rule.
+OmegaConf.register_new_resolver("dp_batch", lambda per_rank, world: int(per_rank) * int(world), replace=True)
+OmegaConf.register_new_resolver("dp_lr", _dp_lr, replace=True)
 
 
 def fail(key: str, value: Any, why: str, valid: Iterable[Any] | None = None) -> None:
@@ -179,8 +195,15 @@ def run_id(cfg: DictConfig) -> str:
     from harness.data import data_identity  # harness.data imports this module
 
     data = _container(cfg)
+    dist = data.pop("dist", None) or {}
+    if int(dist.get("nproc", 1)) > 1:  # one process keeps the run ids it had before data parallelism
+        data["world_size"] = int(dist["nproc"])
     for key in NON_IDENTITY_KEYS:
-        data.pop(key, None)
+        *parents, leaf = key.split(".")
+        node = data
+        for parent in parents:
+            node = node.get(parent) or {}
+        node.pop(leaf, None)
     content = data_identity(cfg.data)
     if content:
         data["data_content"] = content

@@ -22,8 +22,10 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from harness import distributed as D
 from harness import metrics as M
 from harness.build import check_config, epochs
+from harness.checkpoint import Checkpointer
 from harness.config import check_paths, positive, run_id as make_run_id
 from harness.device import resolve_device, resolve_threads
 from harness.models import param_counts
@@ -158,41 +160,53 @@ def _stamp(path: Path) -> int | None:
 
 def run(cfg: DictConfig) -> RunResult:
     """Train and measure one run described by `cfg` (see conf/config.yaml) and record it."""
+    world = D.adopt(cfg)  # before the run id: a launcher's world size is part of it
     rid = make_run_id(cfg)
     run_dir = run_dir_for(cfg, rid)
     reused = _reuse(run_dir, rid, bool(cfg.force))
     if reused:
         return reused
+    if world.size == 1 and D.world_size(cfg) > 1:
+        check_config(cfg)  # bad input fails here in one line, not in every rank
+        return _spawned(cfg, run_dir, rid)
     seen = _stamp(run_dir / RESULT)
     device, skip_reason = resolve_device(cfg.device)
     threads = resolve_threads(cfg.threads)
+    if cfg.threads == "auto" and world.local_size > 1 and "LOCAL_WORLD_SIZE" in os.environ:  # torchrun's ranks share the cores
+        threads = max(1, threads // world.local_size)
     torch.set_num_threads(threads)
     data, model, steps = check_config(cfg, materialize=True)
-    with claim(run_dir, rid):
+    with claim(run_dir, rid) if world.main else contextlib.nullcontext():  # rank 0 holds the run's lock
         # Trained by another process while we waited (with force: retrained since we looked): reuse it.
         if _stamp(run_dir / RESULT) != seen and (reused := _reuse(run_dir, rid, force=False)):
             return reused
         with interruptible():
-            return _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads)
+            return _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, world)
 
 
-def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads) -> RunResult:
+def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, world=D.World()) -> RunResult:
     batch, flops_per_example = int(cfg.trainer.batch_size), model.flops_per_example()
     record = {"run_id": rid, "status": "running", "reason": None,
               "config": OmegaConf.to_container(cfg, resolve=True), "env": None, "metrics": {}}
     if skip_reason:
-        return _finish(record, run_dir, "skipped", skip_reason, {}, [], None)
+        return _finish(record, run_dir, "skipped", skip_reason, {}, [], None, world.main)
+    device = D.device_for(world, device)
     record["env"] = environment(device, threads)
-    write_result(run_dir, record)  # 'running': a killed run is retrained on resume
-    for stale in (TRACEBACK, HISTORY):  # from an earlier (forced) attempt
-        (run_dir / stale).unlink(missing_ok=True)
+    ckpt = Checkpointer(run_dir, cfg.trainer.checkpoint_every, cfg.trainer.keep_checkpoint, save_files=world.main)
+    if world.main:  # only rank 0 writes files
+        write_result(run_dir, record)  # 'running': a killed run is retrained on resume
+        for stale in (TRACEBACK, HISTORY):  # from an earlier (forced) attempt
+            (run_dir / stale).unlink(missing_ok=True)
+        if cfg.force:
+            ckpt.path.unlink(missing_ok=True)  # a forced rerun starts from step 0
     n_total, n_non_emb = param_counts(model)
     base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
             "flops_per_example": flops_per_example, **data.spec.info,
             "unique_train_tokens": data.unique_train_tokens}  # what one epoch reads (null: a fresh stream)
     tracker = None
     try:
-        tracker = Tracker(cfg, run_dir, rid)  # inside: a signal during wandb's start is recorded too
+        tracker = Tracker(cfg, run_dir, rid) if world.main else None  # inside: a signal during wandb's start is recorded too
+        D.join(cfg, world, device)
         data = data.to(device)
         model.to(device)
         memory = M.MemoryMeter(device)
@@ -202,37 +216,60 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads) 
         def on_log(row: dict) -> None:
             row["tokens_per_s"] = batch * tpe / row["step_time_s"]
             row["mem_mib"] = memory.current_mib()
-            tracker.log(row, row["step"])
-            progress.update(row)
+            if world.main:
+                tracker.log(row, row["step"])
+                progress.update(row)
 
         t0 = time.perf_counter()
-        outcome = train(model, data, cfg, steps, device, cfg.seed, on_log)
+        with ckpt:
+            outcome = train(model, data, cfg, steps, device, cfg.seed, on_log, ckpt, world)
         wall = time.perf_counter() - t0
-        found = _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall)
-        found.update(memory.peak())
+        peak = D.max_over_ranks(memory.peak(), world, device)
+        comm = {"allreduce_s": D.allreduce_time(model, world, device)} if world.size > 1 else {}
+        if not world.main:
+            return RunResult("ok", None, {}, pd.DataFrame(outcome.history), run_dir, rid)
+        found = _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall, world.size)
+        found.update(**peak, **comm, checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s)
+        if world.size > 1:
+            found["scaling_efficiency"] = D.scaling_efficiency(run_dir.parent, record["config"], found["tokens_per_s"])
+        ckpt.remove()
         return _finish(record, run_dir, "ok", None, {**base, **found}, outcome.history, tracker)
-    except Diverged as e:
+    except Diverged as e:  # every rank sees the same (all-reduced) loss, so all stop here together
         log.warning("%s: diverged at step %d", rid, e.step)
-        return _finish(record, run_dir, "diverged", str(e), {**base, "diverged_step": e.step}, e.history, tracker)
+        ckpt.remove()
+        return _finish(record, run_dir, "diverged", str(e), {**base, "diverged_step": e.step}, e.history, tracker,
+                       world.main)
     except (torch.cuda.OutOfMemoryError, MemoryError) as e:
-        return _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker)
+        result = _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker, world.main)
+        if world.size > 1:
+            raise  # the launcher stops the other ranks at once instead of leaving them waiting
+        return result
     except KeyboardInterrupt as e:  # SIGINT/SIGTERM: recorded as failed (retrained on resume), wandb finished, re-raised
         name = e.signame if isinstance(e, Interrupted) else "SIGINT"
-        _finish(record, run_dir, "failed", f"interrupted ({name})", base, [], tracker)
+        _finish(record, run_dir, "failed", f"interrupted ({name})", base, [], tracker, world.main)
         e.run_dir = run_dir  # for the CLI's one line
         raise
     except Exception as e:  # noqa: BLE001 - a crash is recorded, with its traceback, and the study goes on
         if "out of memory" in str(e).lower():
-            return _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker)
-        write_atomic(run_dir / TRACEBACK, traceback.format_exc())
-        return _finish(record, run_dir, "failed", f"{type(e).__name__}: {e}".splitlines()[0][:300], base, [], tracker)
+            result = _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker, world.main)
+        else:
+            if world.main:
+                write_atomic(run_dir / TRACEBACK, traceback.format_exc())
+            result = _finish(record, run_dir, "failed", f"{type(e).__name__}: {e}".splitlines()[0][:300], base, [],
+                             tracker, world.main)
+        if world.size > 1:
+            raise  # the launcher stops the other ranks and reports this one's traceback
+        return result
     finally:
+        D.leave(world)
         if device is not None and device.type == "cuda":
             torch.cuda.empty_cache()
 
 
-def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall) -> dict[str, Any]:
-    """Everything measured after training: losses, counts, speed, FLOPs, MFU, attention cost."""
+def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall, ranks=1) -> dict[str, Any]:
+    """Everything measured after training: losses, counts, speed, FLOPs, MFU, attention cost.
+
+    Speeds are global (all `ranks`); the MFU denominator is the peak of all ranks together."""
     tpe = data.spec.tokens_per_example
     precision = cfg.trainer.precision
     if cfg.peak_flops_per_s is not None:
@@ -243,6 +280,7 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
         peak = M.cpu_peak(precision, threads)
     else:
         peak = None
+    peak = peak * ranks if peak else peak
     flops_per_step = flops_per_example * batch
     timing = M.step_time_stats(outcome.step_times, int(cfg.trainer.timing_warmup_steps))
     found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "steps": outcome.steps,
@@ -252,12 +290,34 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
              "flops_per_step": flops_per_step, "flops_total": flops_per_step * outcome.steps,
              **M.throughput(timing["step_time_s"], batch, tpe, flops_per_step, peak)}
     if hasattr(model, "attention_flops_per_example"):
-        found.update(M.attention_cost(model, batch // int(cfg.trainer.grad_accum), device, precision))
+        found.update(M.attention_cost(model, batch // (int(cfg.trainer.grad_accum) * ranks), device, precision))
+    if ranks > 1:
+        found.update(world_size=ranks, batch_per_rank=batch // ranks)
     return found
 
 
+def _spawned(cfg: DictConfig, run_dir: Path, rid: str) -> RunResult:
+    """`dist.nproc` > 1 from a plain process: the elastic launcher trains the run; rank 0 has written it."""
+    try:
+        D.spawn(cfg, D.world_size(cfg))
+    except D.RankFailed as e:
+        record, _ = inspect_result(run_dir)
+        if record and record["status"] != "running":  # rank 0 recorded it (oom, failed) before stopping
+            return RunResult(record["status"], record.get("reason"), record.get("metrics", {}), pd.DataFrame(),
+                             run_dir, rid)
+        record = {"run_id": rid, "config": OmegaConf.to_container(cfg, resolve=True), "env": None,
+                  **(record or {})}
+        write_atomic(run_dir / TRACEBACK, e.traceback)
+        return _finish(record, run_dir, "failed", str(e), record.get("metrics") or {}, [], None)
+    return _reuse(run_dir, rid, force=False) or RunResult("failed", "no result from rank 0", {}, pd.DataFrame(),
+                                                          run_dir, rid)
+
+
 def _finish(record: dict, run_dir: Path, status: str, reason: str | None, found: dict, history: list,
-            tracker: Tracker | None) -> RunResult:
+            tracker: Tracker | None, write: bool = True) -> RunResult:
+    """Record the final status (when `write`: only rank 0 writes) and finish the wandb run."""
+    if not write:
+        return RunResult(status, reason, found, pd.DataFrame(history), run_dir, record["run_id"])
     record.update(status=status, reason=reason, metrics=found)
     if history:
         write_history(run_dir, history)  # before result.json: an ok result always has its history

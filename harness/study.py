@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import ConfigError, check_paths, run_id
 from harness.results import STATUSES, read_result
+from harness.slurm import is_slurm, preflight
 
 log = logging.getLogger("harness")
 
@@ -133,6 +134,8 @@ class StudyCallback(Callback):
         try:
             check_paths(config)
             self.configs = job_configs(expand_jobs(config))
+            if is_slurm(config.hydra.get("launcher")):
+                preflight(config.hydra.launcher)
         except ConfigError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from harness.checkpoint import parse_every
 from harness.config import choose, fail, non_negative, positive
+from harness.distributed import World, mean, no_sync, shard, world_size, wrap
 from harness.data import Dataset
 from harness.metrics import sync
+
+if TYPE_CHECKING:
+    from harness.checkpoint import Checkpointer
 
 DEFAULT_STEPS = 200
 MAX_STEPS = 10_000_000  # a budget above this is a unit slip (1e30 tokens); even at 1 ms/step it is ~3 hours
@@ -98,7 +103,7 @@ def check_step_cap(cfg: DictConfig, steps: int) -> int:
 class Settings:
     """The checked trainer and optimizer keys the loop needs."""
 
-    micro_batch: int
+    micro_batch: int                   # per rank: batch_size / (world size x grad_accum)
     accum: int
     precision: str
     eval_samples: int
@@ -111,6 +116,9 @@ def check_training(cfg: DictConfig) -> Settings:
     accum = positive("trainer.grad_accum", tcfg.grad_accum)
     if batch % accum:
         fail("trainer.grad_accum", accum, f"must divide trainer.batch_size={batch}")
+    world = world_size(cfg)
+    if batch % (accum * world):
+        fail("trainer.batch_size", batch, f"must be divisible by dist.nproc x trainer.grad_accum = {world} x {accum}")
     precision = choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
@@ -120,6 +128,7 @@ def check_training(cfg: DictConfig) -> Settings:
     fraction = ocfg.warmup_fraction
     if fraction is not None and not 0 <= float(fraction) < 1:
         fail("optim.warmup_fraction", fraction, "must be in [0, 1)")
+    parse_every(tcfg.checkpoint_every)
     non_negative("optim.warmup_steps", ocfg.warmup_steps)
     non_negative("optim.weight_decay", ocfg.weight_decay, integer=False)
     non_negative("trainer.grad_clip", tcfg.grad_clip, integer=False)
@@ -127,7 +136,7 @@ def check_training(cfg: DictConfig) -> Settings:
     positive("trainer.log_every", tcfg.log_every)
     if non_negative("optim.min_lr_ratio", ocfg.min_lr_ratio, integer=False) > 1:
         fail("optim.min_lr_ratio", ocfg.min_lr_ratio, "must be in [0, 1]")
-    return Settings(batch // accum, accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
+    return Settings(batch // (accum * world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
 
 
 def peak_lr(cfg: DictConfig, n_params: int) -> float:
@@ -187,37 +196,47 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
 
 
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
-          on_log: Callable[[dict], None] = lambda row: None) -> TrainOutcome:
-    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged by the rule above."""
+          on_log: Callable[[dict], None] = lambda row: None, ckpt: "Checkpointer | None" = None,
+          world: World = World()) -> TrainOutcome:
+    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged by the rule above.
+
+    With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval. In a
+    data-parallel `world` each rank trains on its slice of every global batch through DistributedDataParallel.
+    """
     tcfg, checked = cfg.trainer, check_training(cfg)
     accum, micro = checked.accum, checked.micro_batch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked.precision == "bf16")
     opt = make_optimizer(model, cfg.optim)
     factor, base_lr = lr_schedule(cfg.optim, steps), opt.param_groups[0]["lr"]
-    out = TrainOutcome(lr_peak=base_lr)
     lossf = loss_fn(data.spec.loss)
     sampler = data.sampler(seed)  # batch order: same seed, same batches
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
     eval_n = checked.eval_samples
-    first_loss = None
+    out, first_loss = TrainOutcome(lr_peak=base_lr), None
+    loop = ckpt.restore(model, opt, sampler) if ckpt is not None else None
+    if loop is not None:
+        first_loss = loop.pop("first_loss")
+        out = TrainOutcome(**loop)
+    net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
     model.train()
-    for step in range(steps):
+    for step in range(out.steps, steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = base_lr * factor(step)
         loss_sum, data_s = 0.0, 0.0
-        for _ in range(accum):
+        for i in range(accum):
             td = time.perf_counter()
-            x, y = sampler.next(micro)
+            x, y = shard(sampler.next(micro * world.size), world)
             data_s += time.perf_counter() - td
-            with autocast:
-                loss = lossf(model(x), y) / accum
-            loss.backward()
+            with no_sync(net, i < accum - 1):  # DDP all-reduces on the last micro-step only
+                with autocast:
+                    loss = lossf(net(x), y) / accum
+                loss.backward()
             loss_sum += loss.detach()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
         opt.step()
         opt.zero_grad(set_to_none=True)
-        loss_value = float(loss_sum)  # syncs the device: the step is done when the clock stops
+        loss_value = float(mean(loss_sum, world))  # syncs the device: the step is done when the clock stops
         sync(device)
         dt = time.perf_counter() - t0
         why = divergence(loss_value, first_loss)
@@ -237,4 +256,6 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
                    "grad_norm": float(grad_norm) if grad_norm is not None else None}
             out.history.append(row)
             on_log(row)
+        if ckpt is not None and not last and ckpt.due(step + 1):
+            ckpt.save(model, opt, sampler, {**asdict(out), "first_loss": first_loss})
     return out

@@ -29,3 +29,30 @@ def small(model: str, out_dir, *extra: str) -> list[str]:
     return [f"model={model}", *sizes, *tokens, f"out_dir={out_dir}", "trainer.max_steps=40",
             "trainer.batch_size=16", "optim.lr=1e-2", "optim.warmup_steps=2", "logger=none",
             "threads=1", "trainer.eval_samples=128", *extra]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node SLURM (tests/slurm/cluster.sh) for the tests marked `slurm`, stopped afterwards.
+
+    Skipped, with the reason, where Debian's slurm-wlm and munge are not installed (CI installs them through
+    `tests/slurm/cluster.sh install`). Clients find it through SLURM_CONF.
+    """
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).parent / "slurm" / "cluster.sh"
+    missing = [tool for tool in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"SLURM not installed ({', '.join(missing)} missing): run `{script} install` as root (apt)")
+    started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, f"{script} start failed: {started.stderr[-2000:]}"
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = started.stdout.strip().rsplit(" ", 1)[-1]
+    yield os.environ["SLURM_CONF"]
+    subprocess.run(["bash", str(script), "stop"], capture_output=True, text=True, timeout=120)
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous

@@ -179,7 +179,9 @@ def test_real_fit_writes_samples_and_range_that_the_planner_reads(tmp_path):
     df["loss"] = chinchilla_loss(HOFFMANN, df.N, df.D) * np.exp(np.random.default_rng(1).normal(0, 0.002, len(df)))
     fit = fit_chinchilla(df, starts=[HOFFMANN], bootstrap=8, workers=1)
     (tmp_path / "fits.json").write_text(json.dumps({"laws": {"approach3": fit.to_dict()}}))
-    law = load_law(tmp_path)
+    (tmp_path / "report").mkdir()
+    (tmp_path / "fits.json").rename(tmp_path / "report" / "fits.json")
+    law = load_law(tmp_path)  # a study folder: its report/fits.json
     assert len(law.samples) == 8 and law.fit_range["C"][1] == pytest.approx(6e14)
     assert law.params == pytest.approx(fit.params)
 

@@ -343,3 +343,8 @@ def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, c
                                                for a, b in zip(n, d)))
     code, err = analyze(["chinchilla", path, *extra], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(match, err), err
+
+
+def test_study_report_with_a_negative_bootstrap_is_one_line(tmp_path, capsys):
+    code, err = analyze([tmp_path, "--bootstrap", "-5"], capsys)
+    assert code == 2 and err.strip() == "error: --bootstrap=-5: must be >= 0 (0 = no intervals)"

@@ -14,7 +14,7 @@ from harness.config import group_options
 
 STUDIES = group_options("sweep")
 EXPECTED_RUNS = {"params": 12, "data": 10, "isoflop": 15, "batch_lr": 24, "devices": 4, "attention": 12,
-                 "architectures": 10, "seqlen": 6, "demo": 5}
+                 "architectures": 10, "seqlen": 6, "demo": 5, "dp": 6}
 
 
 def harness(*args, timeout=600, **kwargs):
@@ -34,7 +34,7 @@ def test_every_study_has_a_question_a_command_and_a_smoke_size():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", [s for s in EXPECTED_RUNS if s not in ("batch_lr", "devices", "demo")])
+@pytest.mark.parametrize("study", [s for s in EXPECTED_RUNS if s not in ("batch_lr", "devices", "demo", "dp")])
 def test_smoke_study_runs_under_joblib_and_collects(study, tmp_path):
     out = harness("-m", f"sweep={study}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"out_dir={tmp_path}",
                   "logger=none")

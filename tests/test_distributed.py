@@ -1,0 +1,78 @@
+"""Data parallelism: 2 gloo ranks on the CPU train the same run as one process, step for step."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import small
+from harness.config import ConfigError, compose, run_id
+from harness.distributed import World, launched_world, shard
+from harness.runner import run
+
+PARITY = ["trainer.max_steps=20", "trainer.checkpoint_every=0"]
+
+
+def test_two_gloo_ranks_reproduce_one_process_at_every_step(runs):
+    one = run(compose(small("transformer", runs, *PARITY)))
+    two = run(compose(small("transformer", runs, *PARITY, "dist.nproc=2")))
+    assert one.status == two.status == "ok" and one.run_id != two.run_id
+    a, b = one.history["train_loss"].to_numpy(), two.history["train_loss"].to_numpy()
+    assert len(a) == len(b) == 20
+    assert (abs(a - b) <= 1e-5 * abs(a)).all(), abs(a - b) / abs(a)
+    assert two.metrics["val_loss"] == pytest.approx(one.metrics["val_loss"], rel=1e-5)
+    m = two.metrics
+    assert m["world_size"] == 2 and m["batch_per_rank"] == 8 and m["allreduce_s"] > 0
+    assert m["tokens_per_s"] == pytest.approx(16 * 32 / m["step_time_s"])  # global, not per rank
+    assert m["peak_mem_bytes"] > 0
+    assert not list((two.run_dir.parent).glob("*/checkpoint.pt"))
+
+
+def test_grad_accum_with_two_ranks_matches_one_process(runs):
+    args = ["trainer.max_steps=6", "trainer.checkpoint_every=0", "trainer.batch_size=16"]
+    one = run(compose(small("mlp", runs, *args)))
+    two = run(compose(small("mlp", runs, *args, "dist.nproc=2", "trainer.grad_accum=2")))
+    a, b = one.history["train_loss"].to_numpy(), two.history["train_loss"].to_numpy()
+    assert (abs(a - b) <= 1e-5 * abs(a)).all()
+
+
+def test_batch_that_does_not_divide_among_ranks_fails_in_one_line(runs):
+    with pytest.raises(ConfigError, match=r"trainer.batch_size=18: must be divisible by dist.nproc x trainer.grad_accum = 4 x 1"):
+        run(compose(small("mlp", runs, "trainer.batch_size=18", "dist.nproc=4")))
+
+
+def test_world_size_is_part_of_the_run_id_only_above_one(runs):
+    base = compose(small("mlp", runs))
+    assert run_id(base) == run_id(compose(small("mlp", runs, "dist.nproc=1", "dist.timeout_s=60")))
+    assert run_id(base) != run_id(compose(small("mlp", runs, "dist.nproc=2")))
+
+
+def test_each_rank_takes_its_slice_of_the_global_batch(monkeypatch):
+    import torch
+    x = torch.arange(8)
+    assert shard((x, x), World(1, 2))[0].tolist() == [4, 5, 6, 7]
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert launched_world() == World(1, 2, 1, 2)
+
+
+@pytest.mark.slow
+def test_torchrun_gives_the_same_result_as_dist_nproc(runs, tmp_path):
+    args = small("transformer", runs, *PARITY)
+    spawned = run(compose(args + ["dist.nproc=2"]))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "harness", *args, f"out_dir={tmp_path}/torchrun"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [result] = Path(tmp_path / "torchrun").rglob("result.json")
+    record = json.loads(result.read_text())
+    assert record["run_id"] == spawned.run_id and record["metrics"]["world_size"] == 2
+    history = pd.read_parquet(result.parent / "history.parquet")
+    assert (history["train_loss"].to_numpy() == spawned.history["train_loss"].to_numpy()).all()

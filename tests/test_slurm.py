@@ -1,0 +1,90 @@
+"""Studies on a real SLURM (single node, started by tests/slurm/cluster.sh): a smoke study, a 2-task
+data-parallel run, and a run cancelled half-way that resumes from its checkpoint when the study is re-run."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import small
+from harness.config import compose
+from harness.runner import run
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+ROOT = Path(__file__).parent.parent
+
+
+def harness(*args, wait=True, timeout=300):
+    cmd = [sys.executable, "-m", "harness", "-m", *args, "hydra/launcher=slurm_cpu"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def results(out_dir) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(out_dir).rglob("result.json"))]
+
+
+def test_smoke_study_runs_to_completion_under_slurm(slurm_cluster, runs):
+    out = harness(*small("mlp", runs, "trainer.max_steps=5", "seed=0,1"))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "study single: 2 runs: ok=2" in out.stdout
+    assert [r["status"] for r in results(runs)] == ["ok", "ok"]
+
+
+def test_two_task_job_trains_one_data_parallel_run(slurm_cluster, runs, tmp_path):
+    args = small("transformer", runs, "trainer.max_steps=10", "trainer.checkpoint_every=0")
+    out = harness(*args, "dist.nproc=2")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    [record] = results(runs)
+    assert record["status"] == "ok" and record["metrics"]["world_size"] == 2
+    one = run(compose(args[:-1] + [f"out_dir={tmp_path}/one"]))
+    history = pd.read_parquet(Path(runs) / "single" / record["run_id"] / "history.parquet")
+    a, b = one.history["train_loss"].to_numpy(), history["train_loss"].to_numpy()
+    assert (abs(a - b) <= 1e-5 * abs(a)).all()
+
+
+def test_cancelled_job_resumes_from_its_checkpoint(slurm_cluster, runs, tmp_path):
+    args = small("transformer", runs, "trainer.max_steps=400", "trainer.checkpoint_every=20")
+    proc = harness(*args, wait=False)
+    ckpt = None
+    deadline = time.time() + 180
+    while time.time() < deadline and ckpt is None:
+        found = list(Path(runs).rglob("checkpoint.pt"))
+        if found and found[0].stat().st_size:
+            ckpt = found[0]
+        time.sleep(0.5)
+    assert ckpt is not None, "no checkpoint within 180 s"
+    time.sleep(1)
+    subprocess.run(["scancel", "--user", os.environ.get("USER", "root")], check=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
+        time.sleep(0.5)
+    # Without accounting (no sacct) submitit cannot learn that the job was cancelled: stop the waiting launcher.
+    proc.kill()
+    proc.communicate(timeout=60)
+    [record] = results(runs)
+    assert record["status"] in ("running", "failed")  # not finished: cancelled half-way
+
+    out = harness(*args)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    logs = "".join(p.read_text(errors="replace") for p in Path(runs).rglob("*_log.*"))
+    assert "resuming from step" in logs  # the second job continued from the checkpoint, not from step 0
+    [record] = results(runs)
+    assert record["status"] == "ok" and not ckpt.exists()
+    reference = run(compose(args + [f"out_dir={tmp_path}/ref"]))
+    assert record["metrics"]["train_loss"] == pytest.approx(reference.metrics["train_loss"], rel=1e-6)
+
+
+def test_gpu_request_on_a_cpu_cluster_fails_in_one_line(slurm_cluster, runs):
+    out = subprocess.run([sys.executable, "-m", "harness", "-m", *small("mlp", runs), "hydra/launcher=slurm",
+                          "hydra.launcher.partition=null"], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "sbatch refused" in lines[0] and "Traceback" not in out.stderr, out.stderr
