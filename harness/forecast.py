@@ -42,7 +42,7 @@ class Forecast:
         launcher = [] if any(o.startswith("hydra/launcher=") for o in extra) else ["hydra/launcher=joblib"]
         self.base = ["sweep=forecast", f"scale={scale}", f"out_dir={out_dir}", f"study={self.study}", *launcher, *extra]
         if task == "pycode":  # the whole standard library: the larger runs need its ~30M unique bytes
-            self.base += ["task=pycode", "data.max_bytes=null"]
+            self.base += ["task=pycode", "data=pycode", "data.max_bytes=null"]
         self.rule_file, self.forecast_file = self.dir / "lr_rule.json", self.dir / "forecast.json"
 
     def config(self, *overrides: str):
