@@ -1,8 +1,8 @@
 """The `dp` study: data-parallel world size x LR scaling rule, with the per-rank batch fixed.
 
 Per run: the loss at the shared token budget, the time to a target loss (the largest final training loss
-of the study's ok runs, so every run reaches it; measured on the training-loss curve in history.parquet,
-smoothed over 5 logged steps, cumulative step time) and the scaling efficiency recorded by the run.
+of the study's ok runs, so every run reaches it: the first step of history.parquet at or below it, in
+cumulative step time) and the scaling efficiency recorded by the run.
 """
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ COLUMNS = ["dist.nproc", "dp.rule", "optim.lr", "trainer.batch_size", "steps", "
            "time_to_target_s", "tokens_per_s", "scaling_efficiency"]
 
 
-def time_to_target(history: pd.DataFrame, target: float, window: int = 5) -> float | None:
-    """Seconds of training until the smoothed training loss first reaches `target` (None if never)."""
-    smooth = history["train_loss"].rolling(window, min_periods=1).mean()
-    reached = (smooth <= target).to_numpy().nonzero()[0]
+def time_to_target(history: pd.DataFrame, target: float) -> float | None:
+    """Seconds of training until the training loss first reaches `target` (None if never)."""
+    reached = (history["train_loss"] <= target).to_numpy().nonzero()[0]
     if not len(reached):
         return None
     return float(history["step_time_s"].cumsum().iloc[reached[0]])

@@ -309,8 +309,11 @@ def _spawned(cfg: DictConfig, run_dir: Path, rid: str) -> RunResult:
                   **(record or {})}
         write_atomic(run_dir / TRACEBACK, e.traceback)
         return _finish(record, run_dir, "failed", str(e), record.get("metrics") or {}, [], None)
-    return _reuse(run_dir, rid, force=False) or RunResult("failed", "no result from rank 0", {}, pd.DataFrame(),
-                                                          run_dir, rid)
+    record, problem = inspect_result(run_dir)
+    if record is None:
+        return RunResult("failed", f"no complete result from rank 0 ({problem})", {}, pd.DataFrame(), run_dir, rid)
+    history = pd.read_parquet(run_dir / HISTORY) if (run_dir / HISTORY).exists() else pd.DataFrame()
+    return RunResult(record["status"], record.get("reason"), record.get("metrics", {}), history, run_dir, rid)
 
 
 def _finish(record: dict, run_dir: Path, status: str, reason: str | None, found: dict, history: list,
