@@ -5,7 +5,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export WANDB_SILENT ?= true
 DEMO_DIR ?= runs
 
-.PHONY: venv test test-fast demo bench clean
+.PHONY: venv test test-fast demo bench gpu-check gpu-check-smoke clean
 
 venv: $(VENV)/.installed
 
@@ -34,6 +34,14 @@ demo: venv
 bench: venv
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m pytest tests/benchmarks -q --benchmark-enable -s
+
+# Issue 13's GPU figures (CPU vs GPU, MFU with and without compile, attention, plan memory) on one CUDA GPU,
+# ~5 min on an H100/H200 -> reports/gpu_check/gpu_check.json + .md. The smoke target runs it on the CPU.
+gpu-check: venv
+	$(PY) -m tests.gpu_check --out reports/gpu_check
+
+gpu-check-smoke: venv
+	$(PY) -m tests.gpu_check --cpu-smoke --out reports/gpu_check_smoke
 
 clean:
 	rm -rf $(VENV) runs outputs multirun reports

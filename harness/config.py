@@ -204,6 +204,8 @@ def run_id(cfg: DictConfig) -> str:
         for parent in parents:
             node = node.get(parent) or {}
         node.pop(leaf, None)
+    if not data.get("trainer", {}).get("compile", True):  # added later: runs recorded before keep their ids
+        data["trainer"].pop("compile")
     content = data_identity(cfg.data)
     if content:
         data["data_content"] = content

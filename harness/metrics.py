@@ -128,6 +128,12 @@ def step_time_stats(times: list[float], warmup: int) -> dict[str, float | None]:
             "step_time_p10_s": q(0.1), "step_time_p90_s": q(0.9)}
 
 
+def compile_overhead(times: list[float], warmup: int, step_time_s: float) -> float:
+    """compile_s: the extra time of the first `warmup` steps over the median step (torch.compile compiles
+    in the first step, and may recompile in the next few), kept out of step_time_s and throughput."""
+    return sum(max(0.0, t - step_time_s) for t in times[:warmup])
+
+
 def throughput(step_time_s: float, batch_size: int, tokens_per_example: int, flops_per_step: float,
                peak_flops_per_s: float | None) -> dict[str, float | None]:
     """Samples/s, tokens/s, achieved FLOP/s and MFU from the median step time."""

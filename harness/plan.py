@@ -1,4 +1,5 @@
-"""`harness-plan`: what a study will cost (runs, FLOPs, time, memory) before it runs. Nothing imports it."""
+"""`harness-plan`: what a study will cost (runs, FLOPs, time, memory) before it runs. Only the GPU check
+(`tests/gpu_check.py`) imports it, for `estimate`."""
 from __future__ import annotations
 
 import torch

@@ -282,7 +282,11 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
         peak = None
     peak = peak * ranks if peak else peak
     flops_per_step = flops_per_example * batch
-    timing = M.step_time_stats(outcome.step_times, int(cfg.trainer.timing_warmup_steps))
+    warmup, compiled = int(cfg.trainer.timing_warmup_steps), bool(cfg.trainer.get("compile", False))
+    warmup = max(warmup, 1) if compiled else warmup  # the compiling step never counts as a timed step
+    timing = M.step_time_stats(outcome.step_times, warmup)
+    if compiled:
+        timing["compile_s"] = M.compile_overhead(outcome.step_times, warmup, timing["step_time_s"])
     found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "steps": outcome.steps,
              "samples": outcome.steps * batch, "tokens": outcome.steps * batch * tpe, "wall_s": wall,
              "epochs": epochs(outcome.steps * batch * tpe, data), "lr_peak": outcome.lr_peak,

@@ -107,6 +107,7 @@ class Settings:
     accum: int
     precision: str
     eval_samples: int
+    compile: bool = False
 
 
 def check_training(cfg: DictConfig) -> Settings:
@@ -136,7 +137,11 @@ def check_training(cfg: DictConfig) -> Settings:
     positive("trainer.log_every", tcfg.log_every)
     if non_negative("optim.min_lr_ratio", ocfg.min_lr_ratio, integer=False) > 1:
         fail("optim.min_lr_ratio", ocfg.min_lr_ratio, "must be in [0, 1]")
-    return Settings(batch // (accum * world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples))
+    compiled = tcfg.get("compile", False)
+    if not isinstance(compiled, bool):
+        fail("trainer.compile", compiled, "must be true or false")
+    return Settings(batch // (accum * world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples),
+                    compiled)
 
 
 def peak_lr(cfg: DictConfig, n_params: int) -> float:
@@ -219,6 +224,9 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         out = TrainOutcome(**loop)
     net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
     model.train()
+    # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
+    # failure (no C++ compiler, unsupported op) raises at the first step and the run ends `failed`.
+    forward = torch.compile(net, dynamic=False) if checked.compile else net
     for step in range(out.steps, steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
@@ -230,7 +238,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
             data_s += time.perf_counter() - td
             with no_sync(net, i < accum - 1):  # DDP all-reduces on the last micro-step only
                 with autocast:
-                    loss = lossf(net(x), y) / accum
+                    loss = lossf(forward(x), y) / accum
                 loss.backward()
             loss_sum += loss.detach()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
