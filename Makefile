@@ -23,15 +23,13 @@ test: venv
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" --ignore=tests/benchmarks
 
-# One real run per architecture, then a real study (parameter ladder, smoke scale, 2 parallel jobs),
-# collected into a table and turned into a report with fitted laws and plots.
+# One real run per architecture, then the smoke forecast: an LR rule, a 30x ladder of small Transformers on
+# fresh Markov tokens, four laws fitted, forecasts pre-registered, the 10x runs trained and scored.
 demo: venv
 	$(VENV)/bin/harness -m sweep=demo out_dir=$(DEMO_DIR)
 	$(VENV)/bin/harness-collect $(DEMO_DIR)/demo
-	$(VENV)/bin/harness -m sweep=params scale=smoke grid.smoke.steps=150 hydra/launcher=joblib out_dir=$(DEMO_DIR)
-	$(VENV)/bin/harness-collect $(DEMO_DIR)/params
-	$(VENV)/bin/harness-analyze $(DEMO_DIR)/params --out reports/params
-	@echo "report: reports/params/report.md"
+	$(VENV)/bin/harness-forecast scale=smoke out_dir=$(DEMO_DIR)
+	@echo "report: $(DEMO_DIR)/forecast/report/report.md"
 
 bench: venv
 	$(PY) -m pip install -q -e '.[dev,bench]'

@@ -1,6 +1,7 @@
 """`harness-analyze`: fit scaling laws and write a study report.
 
     harness-analyze runs/params --out reports/params     # fits + figures + report.md + fits.json (+ wandb)
+    harness-analyze runs/forecast                        # a forecast study: its pre-registered forecasts, scored
     harness-analyze results.parquet                      # the same from a collected table (.parquet / .csv)
     harness-analyze chinchilla points.csv                # columns N, D, loss -> the fitted law as JSON
     harness-analyze chinchilla points.csv --bootstrap 1000 --plot frontier.png
@@ -82,8 +83,19 @@ def _study(argv: list[str]) -> int:
     if args.bootstrap < 0:
         raise AnalysisError(f"--bootstrap={args.bootstrap}: must be >= 0 (0 = no intervals)")
     src = Path(args.study)
-    table = _load(args.study)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent) / "report"
+    if src.is_dir() and (src / "forecast.json").exists():  # a forecast study: score its pre-registered forecasts
+        from analysis.forecast import verdict
+        from analysis.forecast_report import write_report
+
+        scored = write_report(src, out, bootstrap=args.bootstrap)
+        for row in scored["forecasts"]:
+            print(verdict(row))
+        for note in scored["warnings"]:
+            print(f"warning: {note}")
+        print(f"{scored['study']}: {len(scored['forecasts'])} forecasts -> {out / 'report.md'}, {out / 'fits.json'}")
+        return 0
+    table = _load(args.study)
     report = analyze(table, out, study=args.name or study_name(table, src.stem), bootstrap=args.bootstrap,
                      seed=args.seed)
     ok = sum(s.status == "ok" for s in report.sections)

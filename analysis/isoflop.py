@@ -34,6 +34,7 @@ class IsoFlopFit:
     columns: tuple[str, str, str]
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     samples: pd.DataFrame | None = None
+    replica_minima: list[pd.DataFrame] = field(default_factory=list)  # the bootstrap replicas' minima
     level: float = 0.95
 
     def optimal_allocation(self, C) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +131,7 @@ def fit_isoflop(
             m, lost = _minima(groups, [rng.integers(0, len(g[1]), len(g[1])) for g in groups])
             if not lost:  # a replica counts only if every budget still has a minimum
                 reps.append(_lines(m))
+                fit.replica_minima.append(m)
         fit.samples = pd.DataFrame(reps, columns=["a", "b", "k_N", "k_D"])
         fit.ci = {k: percentile_interval(fit.samples[k], level) for k in fit.samples.columns}
     return fit

@@ -242,3 +242,58 @@ def plot_throughput_vs_params(table: pd.DataFrame, stem: Path, metric: str) -> l
     if has_mfu:
         axes[0, 1].set(xscale="log", xlabel="params", ylabel="MFU", title="MFU vs parameters")
     return save(fig, stem)
+
+
+def plot_forecast(registered: dict, targets: pd.DataFrame, stem: Path) -> list[Path]:
+    """Loss (and loss minus the known floor, log axis) against compute: the ladder, approach 3's
+    compute-optimal frontier with its 90% band, each law's pre-registered interval and the measured targets."""
+    floor = registered.get("loss_floor")
+    panels = 2 if floor is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+    ladder = pd.DataFrame(registered["ladder"])
+    band = registered["laws"].get("approach3", {}).get("frontier")
+    for k, ax in enumerate(axes[0]):
+        shift = floor if k == 1 else 0.0
+        c = 6 * ladder["params"] * ladder["tokens"]
+        ax.scatter(c, ladder["val_loss"] - shift, s=12, color="0.55", label="ladder (fitted)")
+        if band:
+            ax.plot(band["C"], np.array(band["mid"]) - shift, color="C0", label="approach 3 frontier")
+            if "lo" in band:
+                ax.fill_between(band["C"], np.array(band["lo"]) - shift, np.array(band["hi"]) - shift,
+                                color="C0", alpha=0.2, lw=0, label="90% band")
+        for j, law in enumerate(("approach3", "no_offset", "frontier", "approach2")):
+            rows = [f for f in registered["forecasts"] if f["law"] == law]
+            for i, f in enumerate(rows):
+                lo, hi = f["interval90"]
+                x = f["compute"] * (1 + 0.06 * (j - 1.5))  # side by side at each target
+                # a biased bootstrap can leave the point estimate outside its own interval: draw the interval
+                yerr = None if lo is None else [[max(f["predicted"] - lo, 0)], [max(hi - f["predicted"], 0)]]
+                ax.errorbar([x], [f["predicted"] - shift], yerr=yerr, fmt="o", ms=4, capsize=3, color=f"C{j + 1}",
+                            label=f"{law} forecast" if i == 0 else None)
+        if len(targets):
+            m = targets.groupby("target").agg(c=("trainer.max_flops", "mean"), mean=("val_loss", "mean"),
+                                              std=("val_loss", "std"))
+            ax.errorbar(m["c"], m["mean"] - shift, yerr=m["std"].fillna(0), fmt="*", ms=11, color="k",
+                        capsize=3, label="measured (mean ± sd over seeds)")
+        ax.set(xscale="log", xlabel="C = 6ND (FLOPs)")
+        if k == 1:
+            ax.set(yscale="log", ylabel="val_loss − known floor (nats)", title="Reducible loss")
+        else:
+            ax.set(ylabel="val_loss (nats)", title="Forecast vs held-out runs")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def plot_epochs(table: pd.DataFrame, stem: Path, loss: str = "val_loss") -> list[Path]:
+    """Loss against epochs (tokens read / unique tokens), one line per size and amount of unique data."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    keys = [c for c in ("params", "unique_train_tokens") if c in table]
+    for i, (k, g) in enumerate(table.dropna(subset=["epochs", loss]).groupby(keys)):
+        g = g.sort_values("epochs")
+        label = f"N={k[0]:.3g}, unique={k[1]:.3g}" if len(keys) == 2 else f"N={k:.3g}"
+        ax.plot(g["epochs"], g[loss], "o-", color=f"C{i % 10}", label=label)
+    ax.axvline(1, color="0.6", lw=0.8, ls=":")
+    ax.set(xscale="log", xlabel="epochs (tokens read / unique tokens)", ylabel=loss, title="Loss vs epochs")
+    ax.legend(fontsize=7)
+    return save(fig, stem)

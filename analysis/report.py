@@ -342,6 +342,29 @@ def _throughput_params(ctx: _Context, sec: Section) -> None:
 Analysis = Callable[[_Context, Section], None]
 
 
+def _epochs(ctx: _Context, sec: Section) -> None:
+    """Repetition as a measured effect: each run that read its data more than once against the fresh-data run
+    of the same size at the same tokens (the `data` study's data-limited variant)."""
+    t = ctx.table
+    if "epochs" not in t or not (pd.to_numeric(t["epochs"], errors="coerce") > 1).any():
+        raise InsufficientDataError("no run read its data more than once (epochs <= 1 in every run)")
+    key = [c for c in ("model.name", "model.target_params", ctx.D) if c in t]
+    fresh = t[t["epochs"] <= 1].groupby(key)[ctx.loss].mean()
+    rows = []
+    for _, r in t[t["epochs"] > 1].sort_values(["epochs"]).iterrows():
+        ref = fresh.get(tuple(r[k] for k in key))
+        rows.append({"params": r["params"], "unique tokens": r.get("unique_train_tokens"), "tokens": r[ctx.D],
+                     "epochs": r["epochs"], ctx.loss: r[ctx.loss], f"fresh-data {ctx.loss}": ref,
+                     "penalty": None if ref is None or not np.isfinite(ref) else r[ctx.loss] / ref - 1})
+    table = pd.DataFrame(rows)
+    sec.lines += _md_table(table)
+    sec.numbers["repetition"] = table.to_dict(orient="records")
+    worst = table.dropna(subset=["penalty"]).sort_values("epochs").tail(1)
+    sec.headline = (f"at {worst.epochs.iloc[0]:.3g} epochs the loss is {worst.penalty.iloc[0]:+.1%} vs fresh data"
+                    if len(worst) else f"up to {table.epochs.max():.3g} epochs (no fresh-data run to compare)")
+    sec.figures += plots.plot_epochs(t, ctx.figure("loss_vs_epochs"), ctx.loss)
+
+
 def _power_law_plan(ctx: _Context, x: str, by: tuple[str, ...] = ("model.name", "model.cell")):
     return [(f"{ctx.loss} vs {x} ({label})", lambda c, s, x=x, rows=rows, lb=label: _power_laws(c, s, x, rows, lb))
             for label, rows in ctx.groups(by)]
@@ -352,7 +375,8 @@ def _plan(study: str, ctx: _Context) -> list[tuple[str, Analysis]]:
     plans: dict[str, list[tuple[str, Analysis]]] = {
         "params": _power_law_plan(ctx, ctx.N),
         # one curve per model size and per amount of unique data (the data-limited variant)
-        "data": _power_law_plan(ctx, ctx.D, ("model.name", "model.target_params", "data.train_tokens")),
+        "data": [*_power_law_plan(ctx, ctx.D, ("model.name", "model.target_params", "data.train_tokens")),
+                 ("Loss vs epochs (repeated data)", _epochs)],
         "isoflop": [("Chinchilla approach 3", _chinchilla), ("IsoFLOP (approach 2) and frontier", _isoflop)],
         "batch_lr": [("Learning rate vs batch size", _lr_batch), ("Throughput vs batch size", _throughput_batch)],
         "devices": [("GPU vs CPU", _devices), ("Throughput and MFU vs parameters", _throughput_params)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 
 import psutil
 import torch
@@ -52,5 +53,16 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
     convention = choose("trainer.flops_per_token", cfg.trainer.flops_per_token, ["analytic", "6N"])
     tpe = data.spec.tokens_per_example
     budget_flops = 6 * count_params(model) * tpe if convention == "6N" else model.flops_per_example()
-    steps = check_step_cap(cfg.trainer, budget_steps(cfg.trainer, batch, tpe, budget_flops))
+    steps = check_step_cap(cfg.trainer, budget_steps(cfg.trainer, batch, tpe, budget_flops, data.unique_train_tokens))
+    if cfg.trainer.fresh_data and epochs(steps * batch * tpe, data) > 1:
+        fail("data.train_tokens", data.unique_train_tokens, f"the run reads {steps * batch * tpe:,} tokens, "
+             f"{epochs(steps * batch * tpe, data):.2f} epochs, but trainer.fresh_data=true forbids repeats: "
+             "raise data.train_tokens (markov: `stream`) or lower the budget")
     return data, model, steps
+
+
+def epochs(tokens: float, data: Dataset) -> float:
+    """Passes over the unique training data that `tokens` tokens (examples) make; 1 for a stream, whose
+    tokens are each read once."""
+    unique = data.unique_train_tokens
+    return 1.0 if math.isinf(unique) else tokens / unique

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -18,6 +19,17 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra",
                      "trainer.checkpoint_every", "trainer.keep_checkpoint")
 FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]*")
+
+
+def isoflop_params(compute: float, tokens_per_param: float, multiple: float = 1.0) -> int:
+    """`${isoflop_params:C,r,m}`: m times the size N with D = r N tokens at compute C = 6 N D, N = sqrt(C / 6r).
+
+    Lets a study place its sizes around each FLOP budget's expected optimum (IsoFLOP ladders).
+    """
+    return max(1, round(math.sqrt(float(compute) / (6.0 * float(tokens_per_param))) * float(multiple)))
+
+
+OmegaConf.register_new_resolver("isoflop_params", isoflop_params, replace=True)
 
 
 class ConfigError(ValueError):

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import distributed as D
 from harness import metrics as M
-from harness.build import check_config
+from harness.build import check_config, epochs
 from harness.checkpoint import Checkpointer
 from harness.config import check_paths, positive, run_id as make_run_id
 from harness.device import resolve_device, resolve_threads
@@ -201,7 +201,8 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
             ckpt.path.unlink(missing_ok=True)  # a forced rerun starts from step 0
     n_total, n_non_emb = param_counts(model)
     base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
-            "flops_per_example": flops_per_example, **data.spec.info}
+            "flops_per_example": flops_per_example, **data.spec.info,
+            "unique_train_tokens": data.unique_train_tokens}  # what one epoch reads (null: a fresh stream)
     tracker = None
     try:
         tracker = Tracker(cfg, run_dir, rid) if world.main else None  # inside: a signal during wandb's start is recorded too
@@ -288,6 +289,7 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
         timing["compile_s"] = M.compile_overhead(outcome.step_times, warmup, timing["step_time_s"])
     found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "steps": outcome.steps,
              "samples": outcome.steps * batch, "tokens": outcome.steps * batch * tpe, "wall_s": wall,
+             "epochs": epochs(outcome.steps * batch * tpe, data), "lr_peak": outcome.lr_peak,
              **timing, "data_time_fraction": outcome.data_time_s / max(sum(outcome.step_times), 1e-12),
              "flops_per_step": flops_per_step, "flops_total": flops_per_step * outcome.steps,
              **M.throughput(timing["step_time_s"], batch, tpe, flops_per_step, peak)}

@@ -55,16 +55,30 @@ class TrainOutcome:
     steps: int = 0
     train_loss: float = float("nan")
     val_loss: float = float("nan")
+    lr_peak: float = float("nan")  # the LR after warmup (optim.lr, scaled by the size rule if one is set)
 
 
-def budget_steps(cfg: DictConfig, batch_size: int, tokens_per_example: int, flops_per_example: int) -> int:
-    """Steps from the one budget that is set (steps, tokens or FLOPs); none set means DEFAULT_STEPS."""
-    budgets = {k: cfg[k] for k in ("max_steps", "max_tokens", "max_flops") if cfg.get(k) is not None}
+BUDGETS = ("max_steps", "max_tokens", "max_flops", "max_epochs")
+
+
+def budget_steps(cfg: DictConfig, batch_size: int, tokens_per_example: int, flops_per_example: int,
+                 unique_tokens: float) -> int:
+    """Steps from the one budget that is set (steps, tokens, FLOPs or epochs); none set means DEFAULT_STEPS.
+
+    `unique_tokens` is what the task holds before a token repeats (inf for a stream): one epoch.
+    """
+    budgets = {k: cfg[k] for k in BUDGETS if cfg.get(k) is not None}
     if len(budgets) > 1:
         fail("trainer", ",".join(f"{k}={v}" for k, v in budgets.items()),
-             "contradictory budgets: set only one of trainer.max_steps, trainer.max_tokens, trainer.max_flops")
+             "contradictory budgets: set only one of " + ", ".join(f"trainer.{k}" for k in BUDGETS))
     if "max_tokens" in budgets:
         steps = positive("trainer.max_tokens", budgets["max_tokens"]) / (batch_size * tokens_per_example)
+    elif "max_epochs" in budgets:
+        epochs = positive("trainer.max_epochs", budgets["max_epochs"], integer=False)
+        if math.isinf(unique_tokens):
+            fail("trainer.max_epochs", epochs, "the task streams fresh data and has no epochs; "
+                 "set trainer.max_tokens, trainer.max_flops or trainer.max_steps")
+        steps = epochs * unique_tokens / (batch_size * tokens_per_example)
     elif "max_flops" in budgets:
         steps = positive("trainer.max_flops", budgets["max_flops"], integer=False) / (batch_size * flops_per_example)
     else:
@@ -110,6 +124,11 @@ def check_training(cfg: DictConfig) -> Settings:
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
     positive("optim.lr", ocfg.lr, integer=False)
+    if float(ocfg.lr_exponent) != 0:
+        positive("optim.lr_ref_params", ocfg.lr_ref_params)
+    fraction = ocfg.warmup_fraction
+    if fraction is not None and not 0 <= float(fraction) < 1:
+        fail("optim.warmup_fraction", fraction, "must be in [0, 1)")
     parse_every(tcfg.checkpoint_every)
     non_negative("optim.warmup_steps", ocfg.warmup_steps)
     non_negative("optim.weight_decay", ocfg.weight_decay, integer=False)
@@ -125,18 +144,30 @@ def check_training(cfg: DictConfig) -> Settings:
                     compiled)
 
 
+def peak_lr(cfg: DictConfig, n_params: int) -> float:
+    """The LR after warmup: optim.lr * (N / optim.lr_ref_params)^optim.lr_exponent (exponent 0: optim.lr).
+
+    A size rule stated in the config, so a ladder and the larger runs it predicts share one rule.
+    """
+    exponent = float(cfg.lr_exponent)
+    return float(cfg.lr) * ((n_params / float(cfg.lr_ref_params)) ** exponent if exponent else 1.0)
+
+
 def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
     """AdamW or SGD with momentum, from a config checked by `check_training`."""
-    lr = float(cfg.lr)
+    lr = peak_lr(cfg, sum(p.numel() for p in model.parameters() if p.requires_grad))
     if cfg.name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def lr_schedule(cfg: DictConfig, steps: int) -> Callable[[int], float]:
-    """Multiplier of the base LR at each step: linear warmup, then constant, cosine or linear decay."""
+    """Multiplier of the peak LR at each step: linear warmup (warmup_fraction of the run, else warmup_steps),
+    then constant, or cosine / linear decay to min_lr_ratio at the run's own last step."""
     kind = cfg.schedule
-    warmup, floor = int(cfg.warmup_steps), float(cfg.min_lr_ratio)
+    fraction = cfg.get("warmup_fraction")
+    warmup = round(float(fraction) * steps) if fraction is not None else int(cfg.warmup_steps)
+    floor = float(cfg.min_lr_ratio)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -169,19 +200,6 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
     return total / count
 
 
-class GeneratorState:
-    """The data position as a checkpoint sees it: the batch generator's state."""
-
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-
-
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
           on_log: Callable[[dict], None] = lambda row: None, ckpt: "Checkpointer | None" = None,
           world: World = World()) -> TrainOutcome:
@@ -194,13 +212,13 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     accum, micro = checked.accum, checked.micro_batch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked.precision == "bf16")
     opt = make_optimizer(model, cfg.optim)
-    factor, base_lr = lr_schedule(cfg.optim, steps), float(cfg.optim.lr)
+    factor, base_lr = lr_schedule(cfg.optim, steps), opt.param_groups[0]["lr"]
     lossf = loss_fn(data.spec.loss)
-    gen = torch.Generator().manual_seed(seed)  # batch order: same seed, same batches
+    sampler = data.sampler(seed)  # batch order: same seed, same batches
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
     eval_n = checked.eval_samples
-    out, first_loss, position = TrainOutcome(), None, GeneratorState(gen)
-    loop = ckpt.restore(model, opt, position) if ckpt is not None else None
+    out, first_loss = TrainOutcome(lr_peak=base_lr), None
+    loop = ckpt.restore(model, opt, sampler) if ckpt is not None else None
     if loop is not None:
         first_loss = loop.pop("first_loss")
         out = TrainOutcome(**loop)
@@ -216,7 +234,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         loss_sum, data_s = 0.0, 0.0
         for i in range(accum):
             td = time.perf_counter()
-            x, y = shard(data.batch(micro * world.size, gen), world)
+            x, y = shard(sampler.next(micro * world.size), world)
             data_s += time.perf_counter() - td
             with no_sync(net, i < accum - 1):  # DDP all-reduces on the last micro-step only
                 with autocast:
@@ -247,5 +265,5 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
             out.history.append(row)
             on_log(row)
         if ckpt is not None and not last and ckpt.due(step + 1):
-            ckpt.save(model, opt, position, {**asdict(out), "first_loss": first_loss})
+            ckpt.save(model, opt, sampler, {**asdict(out), "first_loss": first_loss})
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -102,7 +103,20 @@ def architectures_study() -> pd.DataFrame:
     return _runs(rows, "architectures")
 
 
-STUDIES = {"params": params_study, "isoflop": isoflop_study, "batch_lr": batch_lr_study,
+def data_study(seed: int = 0) -> pd.DataFrame:
+    """Two sizes read 1e5..1.6e6 tokens of fresh data, and of 1e5 unique tokens (repeated: epochs > 1)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for N, unique, D in itertools.product((3e4, 2e5), (1e9, 1e5), np.geomspace(1e5, 1.6e6, 5)):
+        epochs = D / unique
+        loss = (1.5 + 30 * N ** -0.3 + 200 * D ** -0.4) * (1 + 0.02 * max(0.0, np.log(epochs)))
+        rows.append({"model.name": "transformer", "model.target_params": N, "params": N, "tokens": D,
+                     "data.train_tokens": unique, "unique_train_tokens": unique, "epochs": min(epochs, 1.0) if unique > D else epochs,
+                     "val_loss": loss * np.exp(rng.normal(0, 0.002))})
+    return _runs(rows, "data")
+
+
+STUDIES = {"params": params_study, "data": data_study, "isoflop": isoflop_study, "batch_lr": batch_lr_study,
            "attention": attention_study, "devices": devices_study, "architectures": architectures_study,
            "seqlen": seqlen_study}
 
@@ -135,6 +149,9 @@ def test_report_numbers_follow_the_data(tmp_path):
     assert lo < sec.numbers["offset"]["params"]["alpha"] < hi
     assert "held out" in "\n".join(sec.lines) and "entropy rate" in "\n".join(sec.lines)
     assert "dropped 1 of 9 rows (1 not ok)" in "\n".join(sec.lines)
+    data = analyze(data_study(), tmp_path / "d", bootstrap=0)
+    rep = next(s for s in data.sections if s.title.startswith("Loss vs epochs")).numbers["repetition"]
+    assert max(r["epochs"] for r in rep) == pytest.approx(16) and all(r["penalty"] >= 0 for r in rep)
 
 
 def test_smoke_study_with_few_points_reports_skips_instead_of_crashing(tmp_path):

@@ -58,6 +58,6 @@ def test_unique_tokens_limit_the_training_stream():
 
 def test_batches_are_next_token_windows():
     d = data("data=markov", "data.train_tokens=5000", "data.val_tokens=1000", "data.seq_len=16")
-    x, y = d.batch(4, torch.Generator().manual_seed(0))
+    x, y = d.sampler(0).next(4)
     assert x.shape == y.shape == (4, 16)
     assert torch.equal(x[:, 1:], y[:, :-1])

@@ -44,7 +44,7 @@ def test_unreachable_target_is_a_config_error():
 ])
 def test_analytic_flops_match_flop_counter(overrides):
     net, data = build(*overrides)
-    x, _ = data.batch(4, torch.Generator().manual_seed(0))
+    x, _ = data.sampler(0).next(4)
     assert counted_flops(net, x) == pytest.approx(net.flops_per_example(), rel=0.10)
 
 
@@ -52,7 +52,7 @@ def test_lstm_flops_match_an_unrolled_reference():
     """FlopCounterMode does not see inside the fused aten.lstm kernel (it counts only the head, ~6%), so the
     analytic count is checked against the same LSTM written out step by step with counted matmuls."""
     net, data = build("model=lstm", "model.hidden=24", "model.depth=2", "data.seq_len=16")
-    x, _ = data.batch(2, torch.Generator().manual_seed(0))
+    x, _ = data.sampler(0).next(2)
     assert counted_flops(net, x) < 0.2 * net.flops_per_example()  # what the fused kernel hides
 
     def unrolled(tokens):
@@ -88,14 +88,14 @@ def test_sdpa_and_manual_attention_compute_the_same_function():
     manual, _ = build("model=transformer", "model.d_model=32", "model.n_heads=2", "data.seq_len=16",
                       "model.attention=manual")
     manual.load_state_dict(sdpa.state_dict())
-    x, _ = data.batch(3, torch.Generator().manual_seed(1))
+    x, _ = data.sampler(0).next(3)
     torch.testing.assert_close(manual(x), sdpa(x), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("act", ["relu", "gelu", "leaky_relu", "tanh", "sigmoid", "identity"])
 def test_every_activation_builds_and_runs(act):
     net, data = build("model=mlp", f"model.activation={act}", "model.width=8")
-    x, _ = data.batch(2, torch.Generator().manual_seed(0))
+    x, _ = data.sampler(0).next(2)
     assert net(x).shape == (2, data.spec.n_outputs)
 
 

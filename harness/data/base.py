@@ -1,8 +1,15 @@
-"""The task interface shared by all built-in data."""
+"""The task interface shared by all built-in data: a `Dataset` and the `Sampler` that reads it in order.
+
+Training reads without replacement: each epoch is a fresh seeded permutation of the examples (token tasks:
+of the non-overlapping next-token windows of the stream), so `epochs` = tokens seen / unique tokens says
+exactly how often a token was repeated. A task may instead stream fresh examples (`markov` with
+`train_tokens: stream`): then no token is ever repeated.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -27,38 +34,71 @@ class DataSpec:
         return self.seq_len if self.kind == "tokens" else 1
 
 
+class Sampler(Protocol):
+    """Yields training batches in a fixed order; its state is the data position a checkpoint saves."""
+
+    def next(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class StreamSource(Protocol):
+    """A task that generates fresh training examples instead of holding a fixed training split."""
+
+    def sampler(self, seed: int, device: torch.device) -> Sampler: ...
+
+
 class Dataset:
-    """Examples (`x`, `y`) for train and validation. For token tasks `x` holds one stream per split."""
+    """Examples (`x`, `y`) for train and validation. For token tasks `x` holds one stream per split.
+
+    With a `stream` the training split is generated on demand (never repeated) and `train` is empty.
+    """
 
     def __init__(self, spec: DataSpec, train: tuple[torch.Tensor, torch.Tensor],
-                 val: tuple[torch.Tensor, torch.Tensor]):
-        self.spec, self.train, self.val = spec, train, val
+                 val: tuple[torch.Tensor, torch.Tensor], stream: StreamSource | None = None):
+        self.spec, self.train, self.val, self.stream = spec, train, val, stream
         self.device = torch.device("cpu")
         self._check_sizes()
 
     def _check_sizes(self) -> None:
         if self.spec.kind == "tokens":
-            for split, (stream, _) in (("train", self.train), ("val", self.val)):
+            splits = (("val", self.val),) if self.stream else (("train", self.train), ("val", self.val))
+            for split, (stream, _) in splits:
                 if len(stream) <= self.spec.seq_len + 1:
                     fail("data.seq_len", self.spec.seq_len,
                          f"longer than the {split} split ({len(stream)} tokens)")
 
     @property
-    def n_train(self) -> int:
-        """Distinct training examples (token tasks: distinct window start positions)."""
+    def n_train(self) -> float:
+        """Distinct training examples (token tasks: non-overlapping windows); inf for a stream."""
+        if self.stream is not None:
+            return math.inf
         x = self.train[0]
-        return len(x) - self.spec.seq_len if self.spec.kind == "tokens" else len(x)
+        return (len(x) - 1) // self.spec.seq_len if self.spec.kind == "tokens" else len(x)
+
+    @property
+    def unique_train_tokens(self) -> float:
+        """Tokens (vector/image tasks: examples) a run can read before one repeats; inf for a stream."""
+        return self.n_train * self.spec.tokens_per_example
 
     def to(self, device: torch.device) -> "Dataset":
         """A copy on the training device (moved once, so batches need no host copy); self is unchanged."""
-        moved = Dataset(self.spec, tuple(t.to(device) for t in self.train), tuple(t.to(device) for t in self.val))
+        moved = Dataset(self.spec, tuple(t.to(device) for t in self.train), tuple(t.to(device) for t in self.val),
+                        self.stream)
         moved.device = device
         return moved
 
-    def batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random training batch drawn with `generator` (on the CPU, so seeds give identical runs)."""
-        idx = torch.randint(0, self.n_train, (batch_size,), generator=generator).to(self.device)
-        return self._take(self.train, idx)
+    def sampler(self, seed: int) -> Sampler:
+        """The training batches of a run with this `seed`: same seed, same batches."""
+        if self.stream is not None:
+            return self.stream.sampler(seed, self.device)
+        return EpochSampler(self, seed)
+
+    def take_train(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training examples `idx` (token tasks: window numbers)."""
+        if self.spec.kind == "tokens":
+            idx = idx * self.spec.seq_len
+        return self._take(self.train, idx.to(self.device))
 
     def val_batches(self, n_examples: int, batch_size: int):
         """The fixed validation examples, the first `n_examples` of the split, in batches."""
@@ -79,3 +119,30 @@ class Dataset:
         window = idx[:, None] + torch.arange(self.spec.seq_len + 1, device=self.device)
         tokens = x[window]
         return tokens[:, :-1], tokens[:, 1:]
+
+
+class EpochSampler:
+    """Examples without replacement: a fresh seeded permutation per epoch (the generator stays on the CPU)."""
+
+    def __init__(self, data: Dataset, seed: int):
+        self.data, self.n = data, int(data.n_train)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+
+    def next(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        parts, need = [], batch_size
+        while need:
+            if self.pos == self.n:
+                self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+            take = self.perm[self.pos:self.pos + need]
+            self.pos += len(take)
+            need -= len(take)
+            parts.append(take)
+        return self.data.take_train(parts[0] if len(parts) == 1 else torch.cat(parts))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+        self.perm, self.pos = state["perm"].clone(), int(state["pos"])

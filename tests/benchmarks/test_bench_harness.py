@@ -23,10 +23,10 @@ def bare_loop(cfg) -> float:
     """The loop a person writes by hand: sample, forward, loss, backward, step. Returns seconds for STEPS."""
     data, model, _ = check_config(cfg, materialize=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
-    gen = torch.Generator().manual_seed(0)
+    sampler = data.sampler(0)
     t = time.perf_counter()
     for _ in range(STEPS):
-        x, y = data.batch(32, gen)
+        x, y = sampler.next(32)
         loss = F.cross_entropy(model(x).reshape(-1, data.spec.n_outputs), y.reshape(-1))
         loss.backward()
         opt.step()

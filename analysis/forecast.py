@@ -1,0 +1,300 @@
+"""Forecasts from a fit ladder, written down before the runs they predict, then scored against them.
+
+Recipe (the `forecast` study; harness/forecast.py runs it):
+1. LR rule. At the smallest fit budget each size trains at a small grid of learning rates; the best LR per
+   size is the vertex of a parabola in log LR through the grid (the grid point itself at an edge, with a
+   warning); log lr* = log lr_ref + g log(N / N_ref) by least squares, N_ref the geometric mean size.
+2. Laws, fitted on the ladder's runs only (N = all parameters, D = tokens, C = 6 N D, loss = val_loss):
+   - approach3: L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann's recipe: analysis/chinchilla.py);
+   - no_offset: L(N, D) = A/N^alpha + B/D^beta (the Kaplan-style form without an irreducible loss);
+   - frontier:  L(C) = E + a C^-b through the IsoFLOP minima (one per fit budget);
+   - approach2: L(C) = a C^-b through the same minima (log-linear, no offset).
+   N_opt(C) from the IsoFLOP minima (approach 2) places each target run; D = C / 6N.
+3. Intervals. 90% prediction intervals: each law is refitted on `bootstrap` resamples of the ladder's runs
+   (approach 3 and no_offset: runs resampled with replacement; the IsoFLOP laws: runs resampled within
+   each budget), and each replica's prediction is multiplied by exp(eps), eps ~ N(0, sigma_seed^2 / seeds),
+   sigma_seed the spread of log loss between seeds of the same config (the `noise` stage), so the interval
+   covers the seed-averaged loss the target runs will measure, not only the law's mean.
+4. Sensitivity. Each law refitted with one fit budget left out; the spread of its forecast is reported.
+5. Scoring. rel_error = predicted / measured - 1; with a known floor F (markov: the best loss reachable
+   from a window, `loss_floor`), reducible_rel_error = (predicted - F) / (measured - F) - 1.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.chinchilla import fit_chinchilla
+from analysis.data import AnalysisError, DataWarning
+from analysis.isoflop import fit_isoflop
+from analysis.powerlaw import fit_power_law
+from analysis.robustfit import LogSumExpModel, bootstrap_refits, fit_from_starts, percentile_interval
+
+LEVEL = 0.90
+LAWS = ("approach3", "no_offset", "frontier", "approach2")
+N, D, C, LOSS = "params", "tokens", "C", "val_loss"
+
+
+# ---- 1. the LR rule ---------------------------------------------------------------------------------
+
+@dataclass
+class LrRule:
+    """lr*(N) = lr_ref * (N / n_ref)^exponent, from the best LR of each size on a grid."""
+
+    lr_ref: float
+    n_ref: float
+    exponent: float
+    best: pd.DataFrame          # one row per size: params, lr_best, at_edge
+    warnings: list[str]
+
+    def lr(self, n: float) -> float:
+        return self.lr_ref * (n / self.n_ref) ** self.exponent
+
+    def overrides(self) -> list[str]:
+        """The optim keys that apply the rule in a run (harness.train.peak_lr)."""
+        return [f"optim.lr={self.lr_ref:.6g}", f"optim.lr_ref_params={round(self.n_ref)}",
+                f"optim.lr_exponent={self.exponent:.6g}"]
+
+    def to_dict(self) -> dict:
+        return {"rule": "lr = lr_ref * (N / n_ref)^exponent", "lr_ref": self.lr_ref, "n_ref": self.n_ref,
+                "exponent": self.exponent, "best": self.best.to_dict(orient="records"), "warnings": self.warnings}
+
+
+def fit_lr_rule(runs: pd.DataFrame, lr: str = "optim.lr", size: str = "size_mult") -> LrRule:
+    """Best LR per size (runs grouped by `size`) and the power law through them; needs >= 2 sizes."""
+    ok = runs[np.isfinite(runs[LOSS]) & (runs["status"] == "ok")]
+    rows, notes = [], []
+    for _, g in ok.groupby(size):
+        g = g.sort_values(lr)
+        log_lr, y = np.log(g[lr].to_numpy(float)), g[LOSS].to_numpy(float)
+        i = int(np.argmin(y))
+        edge = i in (0, len(y) - 1)
+        best = log_lr[i]
+        if not edge and len(y) >= 3:
+            p = np.polyfit(log_lr[i - 1:i + 2], y[i - 1:i + 2], 2)
+            best = float(-p[1] / (2 * p[0])) if p[0] > 0 else best
+        n = float(g[N].median())
+        if edge:
+            notes.append(f"best LR for N={n:,.0f} is at the {'low' if i == 0 else 'high'} edge of the grid "
+                         f"({math.exp(best):.3g}): the optimum may lie outside it")
+        rows.append({"params": n, "lr_best": float(math.exp(best)), "at_edge": edge})
+    best = pd.DataFrame(rows)
+    if len(best) < 2:
+        raise AnalysisError(f"LR rule needs the LR grid at >= 2 sizes, got {len(best)}")
+    log_n, log_lr = np.log(best.params.to_numpy()), np.log(best.lr_best.to_numpy())
+    n_ref = float(np.exp(log_n.mean()))
+    g, c = np.polyfit(log_n - np.log(n_ref), log_lr, 1)
+    return LrRule(float(np.exp(c)), n_ref, float(g), best, notes)
+
+
+# ---- 2. laws, each refittable on a subset --------------------------------------------------------------
+
+def _no_offset_design(log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
+    z, o = np.zeros_like(log_n), np.ones_like(log_n)
+    return np.stack([np.stack([o, z, -log_n, z], axis=1), np.stack([z, o, z, -log_d], axis=1)])
+
+
+NO_OFFSET_STARTS = np.array(list(itertools.product(np.arange(0, 25.1, 5), np.arange(0, 25.1, 5),
+                                                   np.arange(0, 2.01, 0.5), np.arange(0, 2.01, 0.5))))
+
+
+def _predict_no_offset(theta: np.ndarray, n: float, d: float) -> np.ndarray:
+    a, b, al, be = np.atleast_2d(theta).T
+    return np.exp(a - al * np.log(n)) + np.exp(b - be * np.log(d))
+
+
+def _predictions(law: str, ladder: pd.DataFrame, targets: list[tuple[float, float]], bootstrap: int,
+                 seed: int, warm: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(point predictions (T,), bootstrap predictions (B, T), fitted parameters) of one law.
+
+    `warm`: parameters of a fit on more points to start from instead of the full grid (leave-one-out refits).
+    Approach 3's parameters carry its bootstrap replicas under `samples` (for the frontier band)."""
+    cs = np.array([6 * n * d for n, d in targets])
+    if law == "approach3":
+        fit = fit_chinchilla(ladder, N, D, LOSS, bootstrap=bootstrap, seed=seed, level=LEVEL,
+                             starts=None if warm is None else [warm])
+        point = np.array([fit.predict(n, d) for n, d in targets], dtype=float)
+        reps = np.empty((0, len(targets)))
+        if fit.samples is not None:
+            s = fit.samples
+            reps = np.stack([s.E + s.A / n ** s.alpha + s.B / d ** s.beta for n, d in targets], axis=1)
+        return point, reps, {**fit.params, "samples": fit.samples}
+    if law == "no_offset":
+        log_n, log_d = np.log(ladder[N].to_numpy(float)), np.log(ladder[D].to_numpy(float))
+        model = LogSumExpModel(_no_offset_design(log_n, log_d), np.log(ladder[LOSS].to_numpy(float)))
+        starts = NO_OFFSET_STARTS if warm is None else np.log([[warm["A"], warm["B"]]]).tolist()[0] + [warm["alpha"], warm["beta"]]
+        theta, _, ends = fit_from_starts(model, np.atleast_2d(starts))
+        point = np.array([_predict_no_offset(theta, n, d)[0] for n, d in targets])
+        reps = np.empty((0, len(targets)))
+        if bootstrap:
+            th = bootstrap_refits(model, ends, bootstrap, np.random.default_rng(seed))
+            reps = np.stack([_predict_no_offset(th, n, d) for n, d in targets], axis=1)
+        a, b, al, be = map(float, theta)
+        return point, reps, {"A": math.exp(a), "B": math.exp(b), "alpha": al, "beta": be}
+    # frontier and approach2: laws of the IsoFLOP minima
+    iso = fit_isoflop(ladder, n=N, loss=LOSS, budget="budget", bootstrap=bootstrap, seed=seed, level=LEVEL)
+    point, params = _minima_law(law, iso.minima, cs)
+    reps = []
+    for m in iso.replica_minima:
+        try:
+            reps.append(_minima_law(law, m, cs)[0])
+        except (AnalysisError, FloatingPointError):
+            continue
+    return point, np.array(reps).reshape(-1, len(targets)), params
+
+
+def _minima_law(law: str, minima: pd.DataFrame, cs: np.ndarray) -> tuple[np.ndarray, dict]:
+    if law == "approach2":
+        b, log_a = np.polyfit(np.log(minima.C), np.log(minima.loss_opt), 1)
+        return np.exp(log_a + b * np.log(cs)), {"a": float(np.exp(log_a)), "b": float(-b)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        fit = fit_power_law(minima, x="C", y="loss_opt", offset=True, workers=1)
+    return np.asarray(fit.predict(cs), dtype=float), dict(fit.params)
+
+
+# ---- 3. the pre-registered forecast -------------------------------------------------------------------
+
+def seed_sigma(ladder: pd.DataFrame, replicas: pd.DataFrame, key: tuple[str, ...]) -> tuple[float, int]:
+    """Std of log loss between seeds of the same config: pairs of ladder and replica runs matched on `key`."""
+    merged = ladder.merge(replicas, on=list(key), suffixes=("", "_rep"))
+    diff = np.log(merged[LOSS].to_numpy(float)) - np.log(merged[f"{LOSS}_rep"].to_numpy(float))
+    diff = diff[np.isfinite(diff)]
+    if len(diff) == 0:
+        return float("nan"), 0
+    return float(np.sqrt(np.mean(diff ** 2) / 2)), len(diff)  # var(a - b) = 2 var(one seed)
+
+
+def place_targets(ladder: pd.DataFrame, multiples: list[float]) -> list[dict]:
+    """Target runs at `multiples` of the largest fit budget, sized by the IsoFLOP N_opt(C) law; else by
+    approach 3's allocation (when its exponents are usable); else at the tokens per parameter of the best
+    run of the largest budget."""
+    c_max = float(ladder["budget"].max())
+    sized = None
+    try:
+        iso = fit_isoflop(ladder, n=N, loss=LOSS, budget="budget")
+        sized = (lambda c: float(iso.optimal_allocation(c)[0]), "IsoFLOP N_opt(C)")
+    except AnalysisError:
+        fit = fit_chinchilla(ladder, N, D, LOSS)
+        if fit.params["alpha"] > 0 and fit.params["beta"] > 0:
+            sized = (lambda c: float(fit.optimal_allocation(c)[0]), "approach 3 allocation")
+    if sized is None:
+        top = ladder[ladder.budget == c_max].sort_values(LOSS).iloc[0]
+        ratio = float(top[D] / top[N])
+        sized = (lambda c: math.sqrt(c / (6 * ratio)), f"D/N = {ratio:.3g} of the best run at the largest budget")
+    size, how = sized
+    return [{"multiple": m, "compute": c_max * m, "params": size(c_max * m), "tokens": c_max * m / (6 * size(c_max * m)),
+             "sized_by": how} for m in multiples]
+
+
+def forecast(ladder: pd.DataFrame, targets: list[dict], sigma: float, seeds: int, bootstrap: int = 200,
+             seed: int = 0, floor: float | None = None, laws: tuple[str, ...] = LAWS,
+             lobo: bool = True) -> dict[str, Any]:
+    """Each law's prediction at each target, its 90% interval and leave-one-budget-out spread.
+
+    `ladder`: one row per fit run with params, tokens, val_loss and budget (the FLOP budget it belongs to);
+    `targets`: dicts with params and tokens (as place_targets gives, or the runs' own measured N and D).
+    """
+    nd = [(t["params"], t["tokens"]) for t in targets]
+    rng = np.random.default_rng(seed + 1)
+    budgets = sorted(ladder["budget"].unique())
+    fitted, out = {}, []
+    for law in laws:
+        try:
+            point, reps, params = _predictions(law, ladder, nd, bootstrap, seed)
+        except (AnalysisError, FloatingPointError) as e:
+            fitted[law] = {"error": str(e)}
+            continue
+        samples = params.pop("samples", None)
+        fitted[law] = {"params": params}
+        if law == "approach3":
+            fitted[law]["frontier"] = frontier_band(params, samples, ladder, max(t["params"] * t["tokens"] * 6 for t in targets))
+        noise = np.exp(rng.normal(0, sigma / math.sqrt(seeds), reps.shape)) if math.isfinite(sigma) else 1.0
+        left_out = []
+        for b in budgets if lobo else []:
+            try:
+                left_out.append(_predictions(law, ladder[ladder.budget != b], nd, 0, seed, warm=params)[0])
+            except (AnalysisError, FloatingPointError):
+                continue
+        left_out = np.array(left_out).reshape(-1, len(nd))
+        for j, t in enumerate(targets):
+            interval = percentile_interval((reps * noise)[:, j], LEVEL) if len(reps) else (math.nan, math.nan)
+            out.append({"law": law, "target": t.get("name", j), "params": t["params"], "tokens": t["tokens"],
+                        "compute": 6 * t["params"] * t["tokens"], "predicted": float(point[j]),
+                        "interval90": list(interval), "lobo_rel_std": _rel_std(left_out[:, j], point[j]),
+                        "lobo_max_rel_dev": _max_dev(left_out[:, j], point[j])})
+    e_vs = {}
+    if floor is not None and "E" in fitted.get("approach3", {}).get("params", {}):
+        E = fitted["approach3"]["params"]["E"]
+        e_vs = {"E": E, "floor": floor, "rel_error": E / floor - 1}
+    return {"laws": fitted, "forecasts": out, "seed_sigma_log": sigma, "E_vs_floor": e_vs}
+
+
+def frontier_band(params: dict, samples: pd.DataFrame | None, ladder: pd.DataFrame, c_top: float,
+                  points: int = 40) -> dict[str, list[float]]:
+    """Approach 3's compute-optimal loss L(N_opt(C), D_opt(C)) from the smallest fit budget to 1.5x the
+    largest target, with the 90% band of its bootstrap replicas."""
+    from analysis.chinchilla import ChinchillaFit
+
+    cs = np.geomspace(float((6 * ladder[N] * ladder[D]).min()), 1.5 * c_top, points)
+
+    def curve(p: dict) -> np.ndarray:
+        if not (p["alpha"] > 0 and p["beta"] > 0):  # no compute-optimal allocation
+            return np.full(len(cs), np.nan)
+        fit = ChinchillaFit(dict(p), 0.0, 0, (N, D, LOSS))
+        return fit.predict(*fit.optimal_allocation(cs))
+
+    band = {"C": cs.tolist(), "mid": curve(params).tolist()}
+    if samples is not None and len(samples):
+        draws = np.array([curve(row) for row in samples[["E", "A", "B", "alpha", "beta"]].to_dict("records")])
+        band["lo"], band["hi"] = (np.nanpercentile(draws, q, axis=0).tolist() for q in (5, 95))
+    return band
+
+
+def _rel_std(values: np.ndarray, ref: float) -> float | None:
+    return float(np.std(values / ref - 1)) if len(values) > 1 else None
+
+
+def _max_dev(values: np.ndarray, ref: float) -> float | None:
+    return float(np.max(np.abs(values / ref - 1))) if len(values) else None
+
+
+# ---- 5. scoring ---------------------------------------------------------------------------------------
+
+def score(registered: list[dict], measured: pd.DataFrame, floor: float | None) -> list[dict]:
+    """Each pre-registered forecast with the seed-mean loss of its target's runs (`measured` has target, val_loss)."""
+    means = measured.groupby("target")[LOSS].agg(["mean", "std", "count"])
+    scored = []
+    for f in registered:
+        row = dict(f)
+        got = means.loc[f["target"]] if f["target"] in means.index else None
+        m = float(got["mean"]) if got is not None else math.nan
+        row.update(measured=m if math.isfinite(m) else None, seeds=int(got["count"]) if got is not None else 0,
+                   seed_std=float(got["std"]) if got is not None and got["count"] > 1 else None)
+        if row["measured"] is None:
+            row.update(rel_error=None, reducible_rel_error=None, covered=None)
+        else:
+            lo, hi = f["interval90"]
+            row["rel_error"] = f["predicted"] / m - 1
+            row["reducible_rel_error"] = ((f["predicted"] - floor) / (m - floor) - 1) if floor is not None else None
+            row["covered"] = bool(lo <= m <= hi) if math.isfinite(lo) else None
+        scored.append(row)
+    return scored
+
+
+def verdict(row: dict) -> str:
+    """One line per scored forecast, for the terminal."""
+    if row.get("measured") is None:
+        return f"{row['law']:>10} target {row['target']}: predicted {row['predicted']:.4f}, not yet measured"
+    lo, hi = row["interval90"]
+    red = "" if row.get("reducible_rel_error") is None else f", reducible {row['reducible_rel_error']:+.1%}"
+    cov = {True: "inside", False: "OUTSIDE", None: "no"}[row["covered"]]
+    return (f"{row['law']:>10} target {row['target']} ({row['compute']:.2g} FLOPs): predicted {row['predicted']:.4f} "
+            f"[{lo:.4f}, {hi:.4f}], measured {row['measured']:.4f}: error {row['rel_error']:+.2%}{red}, "
+            f"{cov} the 90% interval")

@@ -1,0 +1,228 @@
+"""`harness-forecast`: fit a law on a ladder of small runs, write the forecast down, train the larger runs, score.
+
+    harness-forecast scale=smoke|cpu|gpu [task=markov|pycode] [out_dir=runs] [step=STEP] [bootstrap=200]
+                     [any Hydra override, e.g. hydra/launcher=basic or logger=none]
+
+Steps, in order (`step=all`, the default, runs each that is not done; `step=NAME` runs one), each a multirun
+of `sweeps/forecast.yaml` into `<out_dir>/<study>/` (study `forecast`, or `forecast_<task>`):
+  lr        the LR grid at the smallest fit budget -> lr_rule.json (written once, before the ladder trains)
+  ladder    the fit budgets x sizes with the rule's LR
+  noise     a second seed of the two smallest budgets (the seed spread)
+  register  fit the laws on the ladder only -> forecast.json, never rewritten once a target run exists
+  targets   the target runs (10x, 30x the largest fit budget; 2 seeds), sized and predicted in forecast.json
+  score     forecasts vs measured -> report/report.md, report/fits.json, report/figures/
+Re-running resumes like any study: finished runs are reused and a pre-registered forecast never changes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from harness.config import ConfigError, choose, compose, fail, positive
+from harness.results import RESULT, write_atomic
+
+TASKS = ("markov", "pycode")  # markov: the scale's Zipf chain (sweeps/forecast.yaml grid.<scale>.task)
+STEPS = ("lr", "ladder", "noise", "register", "targets", "score")
+OWN_KEYS = ("scale", "task", "out_dir", "step", "bootstrap")
+
+
+class Forecast:
+    """One forecast study: its folder, the overrides every stage shares, and its files."""
+
+    def __init__(self, scale: str, task: str, out_dir: str, extra: list[str]):
+        self.scale, self.task = scale, task
+        self.study = "forecast" if task == "markov" else f"forecast_{task}"
+        self.dir = Path(out_dir) / self.study
+        launcher = [] if any(o.startswith("hydra/launcher=") for o in extra) else ["hydra/launcher=joblib"]
+        self.base = ["sweep=forecast", f"scale={scale}", f"out_dir={out_dir}", f"study={self.study}", *launcher, *extra]
+        if task == "pycode":  # the whole standard library: the larger runs need its ~30M unique bytes
+            self.base += ["task=pycode", "data=pycode", "data.max_bytes=null"]
+        self.rule_file, self.forecast_file = self.dir / "lr_rule.json", self.dir / "forecast.json"
+
+    def config(self, *overrides: str):
+        """A target run's config composed as the multirun will compose it (its sweeper's choices applied)."""
+        plain = [o for o in self.base if not o.startswith("hydra")]
+        task = compose([*plain, *overrides]).task
+        return compose([*plain, "model=transformer", f"data={task}", *overrides])
+
+    def multirun(self, stage: str, *overrides: str) -> None:
+        cmd = [sys.executable, "-m", "harness", "-m", *self.base, f"stage={stage}", *overrides]
+        print(f"forecast: stage {stage}: {' '.join(cmd[2:])}", flush=True)
+        code = subprocess.run(cmd).returncode
+        if code == 2:
+            sys.exit(2)  # bad input: the stage printed its one-line error
+        if code:
+            raise SystemExit(f"forecast: stage {stage} failed (exit {code}); fix and re-run to resume")
+
+    def runs(self, stage: str) -> pd.DataFrame:
+        """The ok runs of one stage, with the columns the fits read."""
+        from harness.collect import collect
+
+        table = collect(self.dir) if self.dir.is_dir() else pd.DataFrame()
+        if table.empty or "stage" not in table:
+            return pd.DataFrame()
+        rows = table[(table["stage"] == stage) & (table["status"] == "ok")].copy()
+        rows["budget"] = rows["trainer.max_flops"].astype(float)
+        return rows
+
+    def stage_exists(self, stage: str) -> bool:
+        """Whether any run folder of `stage` exists, finished or not (a started target freezes the forecast)."""
+        for path in self.dir.glob(f"*/{RESULT}"):
+            try:
+                if json.loads(path.read_text())["config"]["stage"] == stage:
+                    return True
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return False
+
+    # ---- steps ------------------------------------------------------------------------------------
+
+    def lr(self) -> None:
+        self.multirun("lr")
+        if self.rule_file.exists() and self.stage_exists("ladder"):
+            return  # the ladder trained with this rule: it stays
+        from analysis.forecast import fit_lr_rule
+
+        rule = fit_lr_rule(self.runs("lr"))
+        write_atomic(self.rule_file, json.dumps(rule.to_dict(), indent=2) + "\n")
+        print(f"forecast: LR rule lr = {rule.lr_ref:.3g} * (N / {rule.n_ref:,.0f})^{rule.exponent:.3f}", flush=True)
+        for note in rule.warnings:
+            print(f"warning: {note}", file=sys.stderr)
+
+    def rule_overrides(self) -> list[str]:
+        if not self.rule_file.exists():
+            fail("step", "ladder", f"no LR rule yet ({self.rule_file}): run step=lr first")
+        r = json.loads(self.rule_file.read_text())
+        return [f"optim.lr={r['lr_ref']:.6g}", f"optim.lr_ref_params={round(r['n_ref'])}",
+                f"optim.lr_exponent={r['exponent']:.6g}"]
+
+    def ladder(self) -> None:
+        self.multirun("ladder", *self.rule_overrides())
+
+    def noise(self) -> None:
+        self.multirun("noise", *self.rule_overrides())
+
+    def register(self, bootstrap: int) -> dict:
+        """Fit on the ladder and write forecast.json, unless a target run already exists."""
+        if self.forecast_file.exists() and self.stage_exists("target"):
+            registered = json.loads(self.forecast_file.read_text())
+            print(f"forecast: kept the forecast pre-registered at {registered['registered_at']} "
+                  f"(target runs exist) -> {self.forecast_file}", flush=True)
+            return registered
+        from analysis.forecast import forecast, place_targets, seed_sigma
+
+        ladder, noise = self.runs("ladder"), self.runs("noise")
+        if ladder.empty:
+            fail("step", "register", f"no finished ladder runs in {self.dir}: run step=ladder first")
+        cfg = self.config("stage=target")
+        multiples = [float(m) for m in cfg.grid[self.scale].targets]
+        targets = place_targets(ladder, multiples)
+        seeds = str(cfg.grid[self.scale].target.seeds).split(",")
+        rule = self.rule_overrides()
+        for t in targets:  # the exact N and D the target runs will have, from their own configs
+            t["overrides"] = [f"trainer.max_flops={t['compute']:.6g}", f"model.target_params={round(t['params'])}"]
+            t["params"], t["tokens"] = self._size(*t["overrides"], *rule)
+            t["name"] = f"{t['multiple']:g}x"
+        sigma, pairs = seed_sigma(ladder, noise, ("budget", "size_mult")) if not noise.empty else (math.nan, 0)
+        floor = _known(ladder, "loss_floor")
+        result = forecast(ladder, targets, sigma, len(seeds), bootstrap=bootstrap, floor=floor)
+        registered = {
+            "registered_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "study": self.study, "task": self.task, "scale": self.scale,
+            "fitted_run_ids": sorted(ladder.run_id), "noise_run_ids": sorted(noise.run_id) if not noise.empty else [],
+            "seed_pairs": pairs, "target_seeds": len(seeds), "bootstrap": bootstrap,
+            "loss_floor": floor, "entropy_rate": _known(ladder, "entropy_rate"),
+            "uniform_loss": math.log(float(ladder["data.vocab_size"].iloc[0])) if "data.vocab_size" in ladder
+            and ladder["data.vocab_size"].notna().any() else math.log(256),
+            "lr_rule": json.loads(self.rule_file.read_text()), "targets": targets,
+            "ladder": ladder[["run_id", "budget", "size_mult", "params", "tokens", "val_loss"]].to_dict("records"),
+            **result}
+        from analysis.data import json_ready
+
+        write_atomic(self.forecast_file, json.dumps(json_ready(registered), indent=2) + "\n")
+        print(f"forecast: pre-registered {len(result['forecasts'])} forecasts -> {self.forecast_file}", flush=True)
+        return registered
+
+    def _size(self, *overrides: str) -> tuple[int, int]:
+        from harness.build import check_config
+        from harness.models.layers import count_params
+
+        cfg = self.config("stage=target", *overrides)
+        data, model, steps = check_config(cfg)
+        return count_params(model), steps * int(cfg.trainer.batch_size) * data.spec.tokens_per_example
+
+    def targets(self) -> None:
+        if not self.forecast_file.exists():
+            fail("step", "targets", f"no forecast.json in {self.dir}: run step=register first")
+        registered = json.loads(self.forecast_file.read_text())
+        for t in registered["targets"]:
+            self.multirun("target", *t["overrides"], *self.rule_overrides())
+
+    def score(self, bootstrap: int) -> Path:
+        from analysis.forecast_report import write_report
+
+        out = self.dir / "report"
+        write_report(self.dir, out, bootstrap=bootstrap)
+        return out
+
+
+def _known(table: pd.DataFrame, column: str) -> float | None:
+    if column not in table or not table[column].notna().any():
+        return None
+    return float(table[column].dropna().iloc[0])
+
+
+def parse(argv: list[str]) -> tuple[dict, list[str]]:
+    """This command's own key=value arguments, and the overrides passed on to every stage."""
+    own = {"scale": "smoke", "task": "markov", "out_dir": "runs", "step": "all", "bootstrap": "200"}
+    extra = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            fail("argument", arg, "expected key=value")
+        if key in OWN_KEYS:
+            own[key] = value
+        else:
+            extra.append(arg)
+    choose("scale", own["scale"], ["smoke", "cpu", "gpu"])
+    choose("task", own["task"], TASKS)
+    choose("step", own["step"], ("all", *STEPS))
+    own["bootstrap"] = positive("bootstrap", own["bootstrap"])
+    return own, extra
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `harness-forecast`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
+    try:
+        own, extra = parse(argv)
+        f = Forecast(own["scale"], own["task"], own["out_dir"], extra)
+        steps = STEPS if own["step"] == "all" else (own["step"],)
+        for step in steps:
+            if step in ("register", "score"):
+                getattr(f, step)(own["bootstrap"])
+            else:
+                getattr(f, step)()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if own["step"] in ("all", "score"):
+        from analysis.forecast import verdict
+
+        report = json.loads((f.dir / "report" / "fits.json").read_text())
+        for row in report["forecasts"]:
+            print(verdict(row))
+        print(f"report: {f.dir / 'report' / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
