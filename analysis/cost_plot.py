@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from analysis.plots import plt, save
 
-if TYPE_CHECKING:
-    from analysis.cost import CostPlan
 
-
-def plot_cost_frontier(plan: "CostPlan", stem: Path) -> list[Path]:
-    """Two panels (loss vs USD, loss vs FLOPs), written as ``stem``.png and ``stem``.svg."""
+def plot_cost_frontier(plan: Any, stem: Path) -> list[Path]:
+    """Two panels (loss vs USD, loss vs FLOPs) of an `analysis.cost.CostPlan`, written as ``stem``.png and
+    ``stem``.svg (the plan is not imported here: analysis.cost imports this module)."""
     f, h = plan.frontier, plan.halvings
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, x, hx, target, label in ((axes[0], f["usd"], h["USD"], plan.figures["usd"], "cost (USD)"),
