@@ -20,6 +20,7 @@ import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as tdist
@@ -211,8 +212,11 @@ class RankFailed(RuntimeError):
         self.rank, self.traceback = rank, traceback
 
 
-def spawn(cfg: DictConfig, nproc: int) -> None:
+def spawn(cfg: DictConfig, nproc: int, entry: Callable[[dict], None]) -> None:
     """Train the run with `nproc` workers started by torch's elastic launcher (as torchrun does); rank 0 writes.
+
+    `entry` runs one rank from the config as a plain dict (harness.runner's; passed in, not imported here,
+    because the runner imports this module).
 
     A failing rank makes the launcher stop the others at once; raises RankFailed with its traceback.
     """
@@ -223,7 +227,7 @@ def spawn(cfg: DictConfig, nproc: int) -> None:
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
                           start_method="spawn")
     try:
-        elastic_launch(config, _worker)(OmegaConf.to_container(cfg, resolve=True))
+        elastic_launch(config, entry)(OmegaConf.to_container(cfg, resolve=True))
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         data = failure.error_file_data or {}
@@ -231,11 +235,3 @@ def spawn(cfg: DictConfig, nproc: int) -> None:
         trace = info.get("extraInfo", {}).get("py_callstack") or str(failure.message)
         message = info.get("message") or str(failure.message) or f"exit code {failure.exitcode}"
         raise RankFailed(rank, str(message).strip().splitlines()[-1][:300], trace) from None
-
-
-def _worker(container: dict) -> None:
-    """One rank of a spawned run (runs in a fresh process: the config travels as a plain dict)."""
-    from torch.distributed.elastic.multiprocessing.errors import record
-
-    from harness.runner import run
-    record(run)(OmegaConf.create(container))

@@ -303,7 +303,7 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
 def _spawned(cfg: DictConfig, run_dir: Path, rid: str) -> RunResult:
     """`dist.nproc` > 1 from a plain process: the elastic launcher trains the run; rank 0 has written it."""
     try:
-        D.spawn(cfg, D.world_size(cfg))
+        D.spawn(cfg, D.world_size(cfg), _rank_main)
     except D.RankFailed as e:
         record, _ = inspect_result(run_dir)
         if record and record["status"] != "running":  # rank 0 recorded it (oom, failed) before stopping
@@ -334,3 +334,10 @@ def _finish(record: dict, run_dir: Path, status: str, reason: str | None, found:
     if status != "ok":
         log.warning("%s: %s (%s)", record["run_id"], status, reason)
     return RunResult(status, reason, found, pd.DataFrame(history), run_dir, record["run_id"])
+
+
+def _rank_main(container: dict) -> None:
+    """One rank of a `dist.nproc` run (a fresh process: the config travels as a plain dict)."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    record(run)(OmegaConf.create(container))
