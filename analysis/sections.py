@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis import plots
 from analysis.chinchilla import ChinchillaFit, fit_chinchilla
-from analysis.columns import first_with_values, groups, roles, varies
+from analysis.columns import first_with_values, roles
 from analysis.data import AnalysisError, InsufficientDataError
 from analysis.dp import dp_table
 from analysis.isoflop import fit_isoflop

@@ -18,6 +18,7 @@ from harness import ConfigError, compose
 from harness.build import check_analyses
 from harness.config import CONF_DIR, run_id
 from harness.flops import tokens_for, training_flops
+from harness.study import study_configs
 from test_analysis_report import batch_lr_study, isoflop_study, seqlen_study
 
 
@@ -79,6 +80,9 @@ def test_the_config_key_is_checked_at_study_start_and_leaves_run_ids_alone(runs)
         check_analyses(compose(small("mlp", runs, "analyses=[isoflp]")).analyses)
     with pytest.raises(ConfigError, match="analyses=isoflop: must be a list"):
         check_analyses("isoflop")
+    with pytest.raises(ConfigError, match=r"^analyses=isoflp: unknown value .*\[job: "):  # before any job runs
+        study_configs(["sweep=seqlen", "analyses=[isoflp]", f"out_dir={runs}"])
+    assert not runs.exists()
     before = OmegaConf.create(OmegaConf.to_container(cfg))
     del before["analyses"]  # runs recorded before the key existed keep their ids
     assert run_id(cfg) == run_id(before) == run_id(compose(small("mlp", runs, "analyses=[chinchilla]")))
