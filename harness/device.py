@@ -1,12 +1,18 @@
-"""Where a run executes: the torch device for `device=` and the CPU threads for `threads=`."""
+"""Where a run executes: the torch device for `device=`, the CPU threads for `threads=`, and the record of
+the environment (versions, hardware, git commit) kept in every result."""
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from harness.config import choose, positive
+from harness.metrics import cpu_name
 
 
 def resolve_device(name: str) -> tuple[torch.device | None, str | None]:
@@ -42,3 +48,31 @@ def resolve_threads(value: Any) -> int:
     if "submitit" in target:
         return int(launcher.get("cpus_per_task") or 1)
     return cores
+
+
+def environment(device: torch.device, threads: int) -> dict[str, Any]:
+    """Versions, hardware and the git commit, so a result can be traced to where it ran."""
+    import hydra
+    import omegaconf
+    import pandas
+
+    env = {"python": sys.version.split()[0], "torch": torch.__version__, "hydra": hydra.__version__,
+           "omegaconf": omegaconf.__version__, "pandas": pandas.__version__, "platform": platform.platform(),
+           "cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": threads, "device": str(device),
+           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+           "git_commit": _git_commit()}
+    try:
+        import wandb
+        env["wandb"] = wandb.__version__
+    except ImportError:
+        env["wandb"] = None
+    return env
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     import psutil
-    from harness.config import ConfigError
+    from harness.config import ConfigError, exit_bad_input
     from harness.hardware import gpu_memory
     from harness.metrics import cpu_peak, gpu_peak
     from harness.device import resolve_threads
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         primary, configs = study_configs(args.overrides)
         plans = [estimate(c) for c in configs]
     except ConfigError as e:
-        sys.exit(f"error: {e}")
+        exit_bad_input(e)
     threads = resolve_threads("auto")
     study_dir = f"{primary.out_dir}/{primary.study}"
     given = constant(args.mfu, "--mfu", "wall_mfu") if args.mfu else None

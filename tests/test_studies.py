@@ -131,7 +131,7 @@ def test_collect_skips_unreadable_results_with_a_warning(tmp_path):
 
 def test_study_exits_nonzero_only_when_every_run_failed(tmp_path):
     from harness import compose
-    from harness.config import run_id
+    from harness.identity import run_id
     from harness.results import write_result
     from harness.study import StudyCallback
 
