@@ -25,7 +25,8 @@ log = logging.getLogger("harness")
 
 
 def expand_jobs(config: DictConfig) -> list[list[str]]:
-    """The override list of every job, exactly as Hydra's basic sweeper will expand them."""
+    """The override list of every job, exactly as Hydra's basic sweeper will expand them (its private
+    `split_arguments`; hydra-core is pinned and tests/test_studies.py checks the launched jobs match)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
