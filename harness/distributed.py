@@ -13,6 +13,7 @@ One process (world 1) never touches torch.distributed.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import time
@@ -27,6 +28,7 @@ import torch.distributed as tdist
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import choose, fail, positive
+from harness.results import inspect_result, write_atomic
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,6 @@ def scaling_efficiency(study_dir: Path, config: dict, tokens_per_s: float) -> fl
     The reference is a finished run of the same study with the same model, data, device, precision and
     grad_accum whose `trainer.batch_size` is this run's per-rank batch (weak scaling: work per rank fixed).
     """
-    from harness.results import inspect_result
-
     world = int(config["dist"]["nproc"])
     trainer = config["trainer"]
     for run_dir in sorted(p for p in study_dir.iterdir() if p.is_dir()):
@@ -202,14 +202,47 @@ def scaling_efficiency(study_dir: Path, config: dict, tokens_per_s: float) -> fl
     return None
 
 
+# ---- a failure on any rank ---------------------------------------------------------------------------
+# A rank that fails writes its own record in the run folder before it leaves the process group. The first
+# one (by wall time) is the cause: the others fail after it, from a collective whose peer left, the dist
+# timeout, or the launcher's SIGTERM. Rank 0 records the cause in result.json and traceback.txt.
+FAILURE = "failure.rank{}.json"
+
+
+def note_failure(run_dir: Path, world: World, status: str, reason: str, trace: str) -> None:
+    """Record this rank's failure (`status` failed or oom) in `<run_dir>/failure.rank<R>.json`."""
+    if world.size == 1:
+        return
+    record = {"rank": world.rank, "time": time.time(), "status": status, "reason": reason, "traceback": trace}
+    write_atomic(Path(run_dir) / FAILURE.format(world.rank), json.dumps(record) + "\n")
+
+
+def first_failure(run_dir: Path) -> dict | None:
+    """The earliest failure any rank recorded in `run_dir` (keys rank, time, status, reason, traceback), or None."""
+    found = []
+    for path in Path(run_dir).glob(FAILURE.format("*")):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):  # being replaced, or cut short by a kill: the others still tell
+            continue
+    return min(found, key=lambda r: (r["time"], r["rank"]), default=None)
+
+
+def clear_failures(run_dir: Path) -> None:
+    """Remove the failure records of an earlier attempt (rank 0, before the ranks meet)."""
+    for path in Path(run_dir).glob(FAILURE.format("*")):
+        path.unlink(missing_ok=True)
+
+
 # ---- harness dist.nproc=N: the elastic launcher -------------------------------------------------------
 
 class RankFailed(RuntimeError):
-    """A rank of a spawned run failed; `traceback` is that rank's."""
+    """A rank of a spawned run failed; `traceback` is that rank's. `lost`: it died from a signal other than
+    the launcher's SIGTERM (SIGKILL by the OOM killer, a segfault), so it left no traceback and no record."""
 
-    def __init__(self, rank: int, message: str, traceback: str):
+    def __init__(self, rank: int, message: str, traceback: str, lost: bool = False):
         super().__init__(f"rank {rank} failed: {message}")
-        self.rank, self.traceback = rank, traceback
+        self.rank, self.traceback, self.lost = rank, traceback, lost
 
 
 def spawn(cfg: DictConfig, nproc: int, entry: Callable[[dict], None]) -> None:
@@ -229,6 +262,10 @@ def spawn(cfg: DictConfig, nproc: int, entry: Callable[[dict], None]) -> None:
     try:
         elastic_launch(config, entry)(OmegaConf.to_container(cfg, resolve=True))
     except ChildFailedError as e:
+        lost = [(r, f) for r, f in e.failures.items() if f.exitcode < 0 and f.signal_name() != "SIGTERM"]
+        if lost:  # the cause: the others failed because it left (a collective's peer closed the connection)
+            rank, failure = min(lost)
+            raise RankFailed(rank, str(failure.message), str(failure.message), lost=True) from None
         rank, failure = e.get_first_failure()
         data = failure.error_file_data or {}
         info = data.get("message", {}) if isinstance(data.get("message"), dict) else {}

@@ -198,6 +198,7 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
         write_result(run_dir, record)  # 'running': a killed run is retrained on resume
         for stale in (TRACEBACK, HISTORY):  # from an earlier (forced) attempt
             (run_dir / stale).unlink(missing_ok=True)
+        D.clear_failures(run_dir)
         if cfg.force:
             ckpt.path.unlink(missing_ok=True)  # a forced rerun starts from step 0
     n_total, n_non_emb = param_counts(model)
@@ -240,27 +241,24 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
         ckpt.remove()
         return _finish(record, run_dir, "diverged", str(e), {**base, "diverged_step": e.step}, e.history, tracker,
                        world.main)
-    except (torch.cuda.OutOfMemoryError, MemoryError) as e:
-        result = _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker, world.main)
-        if world.size > 1:
-            raise  # the launcher stops the other ranks at once instead of leaving them waiting
-        return result
     except KeyboardInterrupt as e:  # SIGINT/SIGTERM: recorded as failed (retrained on resume), wandb finished, re-raised
         name = e.signame if isinstance(e, Interrupted) else "SIGINT"
-        _finish(record, run_dir, "failed", f"interrupted ({name})", base, [], tracker, world.main)
+        if world.size > 1:  # the launcher's SIGTERM after another rank failed: rank 0 records that rank's failure
+            _rank_failed(record, run_dir, world, None, f"interrupted ({name})", "", base, tracker)
+        else:
+            _finish(record, run_dir, "failed", f"interrupted ({name})", base, [], tracker)
         e.run_dir = run_dir  # for the CLI's one line
         raise
     except Exception as e:  # noqa: BLE001 - a crash is recorded, with its traceback, and the study goes on
-        if "out of memory" in str(e).lower():
-            result = _finish(record, run_dir, "oom", str(e).splitlines()[0][:300], base, [], tracker, world.main)
-        else:
-            if world.main:
-                write_atomic(run_dir / TRACEBACK, traceback.format_exc())
-            result = _finish(record, run_dir, "failed", f"{type(e).__name__}: {e}".splitlines()[0][:300], base, [],
-                             tracker, world.main)
+        oom = isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(e).lower()
+        status = "oom" if oom else "failed"
+        reason = (str(e) if oom else f"{type(e).__name__}: {e}").splitlines()[0][:300]
         if world.size > 1:
-            raise  # the launcher stops the other ranks and reports this one's traceback
-        return result
+            _rank_failed(record, run_dir, world, status, reason, traceback.format_exc(), base, tracker)
+            raise  # the launcher stops the other ranks at once instead of leaving them waiting
+        if not oom:
+            write_atomic(run_dir / TRACEBACK, traceback.format_exc())
+        return _finish(record, run_dir, status, reason, base, [], tracker)
     finally:
         D.leave(world)
         if device is not None and device.type == "cuda":
@@ -298,18 +296,57 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
     return found
 
 
+@contextlib.contextmanager
+def _deaf():
+    """SIGTERM and SIGINT ignored while a failed rank records why: the launcher stops every other rank with
+    SIGTERM as soon as one fails, which must not cut the record short (the rank exits right after it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _rank_failed(record: dict, run_dir: Path, world: D.World, status: str | None, reason: str, trace: str,
+                 base: dict, tracker: Tracker | None) -> None:
+    """A rank of a data-parallel run failed (`status` failed/oom) or was stopped (`status` None).
+
+    Each failing rank notes its failure in the run folder; rank 0 records the first one of any rank (the
+    cause: the others fail after it), with that rank's traceback, else its own interruption."""
+    with _deaf():
+        if status is not None:
+            D.note_failure(run_dir, world, status, reason, trace)
+        if not world.main:
+            return
+        cause = D.first_failure(run_dir)
+        if cause is None:
+            _finish(record, run_dir, "failed", reason, base, [], tracker)
+            return
+        if cause["traceback"]:
+            write_atomic(run_dir / TRACEBACK, f"rank {cause['rank']} of {world.size}:\n{cause['traceback']}")
+        _finish(record, run_dir, cause["status"], f"rank {cause['rank']} failed: {cause['reason']}", base, [], tracker)
+
+
 def _spawned(cfg: DictConfig, run_dir: Path, rid: str) -> RunResult:
     """`dist.nproc` > 1 from a plain process: the elastic launcher trains the run; rank 0 has written it."""
     try:
         D.spawn(cfg, D.world_size(cfg), _rank_main)
     except D.RankFailed as e:
         record, _ = inspect_result(run_dir)
-        if record and record["status"] != "running":  # rank 0 recorded it (oom, failed) before stopping
+        if record and record["status"] != "running" and not e.lost:  # rank 0 recorded the first failure
             return RunResult(record["status"], record.get("reason"), record.get("metrics", {}), pd.DataFrame(),
                              run_dir, rid)
         record = {"run_id": rid, "config": OmegaConf.to_container(cfg, resolve=True), "env": None,
                   **(record or {})}
-        write_atomic(run_dir / TRACEBACK, e.traceback)
+        cause = None if e.lost else D.first_failure(run_dir)  # rank 0 was killed before it could record it
+        if cause is not None:
+            e = D.RankFailed(cause["rank"], cause["reason"], cause["traceback"])
+        if not (e.lost and (run_dir / TRACEBACK).exists()):  # a lost rank has none: keep rank 0's, its consequence
+            write_atomic(run_dir / TRACEBACK, e.traceback)
         return _finish(record, run_dir, "failed", str(e), record.get("metrics") or {}, [], None)
     record, problem = inspect_result(run_dir)
     if record is None:

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -77,3 +78,68 @@ def test_torchrun_gives_the_same_result_as_dist_nproc(runs, tmp_path):
     assert record["run_id"] == spawned.run_id and record["metrics"]["world_size"] == 2
     history = pd.read_parquet(result.parent / "history.parquet")
     assert (history["train_loss"].to_numpy() == spawned.history["train_loss"].to_numpy()).all()
+
+
+# ---- a failure on any rank: the run ends failed with that rank's traceback, and never hangs ------------
+
+FAULT_ARGS = ["trainer.max_steps=30", "trainer.checkpoint_every=0"]
+
+
+def spawned_with_fault(runs, monkeypatch, fault, *extra):
+    """A `dist.nproc=2` run whose rank (faults.py) fails as `fault` says; (result, seconds taken)."""
+    import faults
+    import harness.runner as runner_module
+
+    monkeypatch.setenv(faults.VAR, fault)
+    monkeypatch.setattr(runner_module, "_rank_main", faults.rank_main)
+    t0 = time.perf_counter()
+    result = run(compose(small("mlp", runs, *FAULT_ARGS, "dist.nproc=2", *extra)))
+    return result, time.perf_counter() - t0
+
+
+def recorded(result) -> tuple[dict, str]:
+    record = json.loads((result.run_dir / "result.json").read_text())
+    trace = (result.run_dir / "traceback.txt").read_text() if (result.run_dir / "traceback.txt").exists() else ""
+    return record, trace
+
+
+def test_a_failure_on_rank_1_of_a_spawned_run_is_recorded_with_its_traceback(runs, monkeypatch):
+    result, _ = spawned_with_fault(runs, monkeypatch, "1:3:raise")
+    record, trace = recorded(result)
+    assert result.status == record["status"] == "failed"
+    assert record["reason"] == result.reason == "rank 1 failed: RuntimeError: injected fault on rank 1 at step 3"
+    assert trace.startswith("rank 1 of 2:\n") and "in log_then_fail" in trace  # rank 1's own stack
+    assert json.loads((result.run_dir / "failure.rank1.json").read_text())["rank"] == 1
+
+
+def test_a_failure_on_rank_1_under_torchrun_is_recorded_with_its_traceback(runs):
+    import faults
+    args = small("mlp", runs, *FAULT_ARGS)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), faults.VAR: "1:3:raise"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          faults.__file__, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    [path] = Path(runs).rglob("result.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed", record["reason"]
+    assert record["reason"] == "rank 1 failed: RuntimeError: injected fault on rank 1 at step 3"
+    assert (path.parent / "traceback.txt").read_text().startswith("rank 1 of 2:\n")
+
+
+def test_a_rank_that_hangs_fails_the_run_after_dist_timeout_s(runs, monkeypatch):
+    """Rank 1 stops answering (sleeps) after step 3: rank 0's next all-reduce gives up after dist.timeout_s."""
+    result, took = spawned_with_fault(runs, monkeypatch, "1:3:hang", "dist.timeout_s=5")
+    record, trace = recorded(result)
+    assert result.status == record["status"] == "failed"
+    assert record["reason"].startswith("rank 0 failed: RuntimeError: "), record["reason"]
+    assert "Timed out waiting 5000ms" in record["reason"]  # gloo gave up after dist.timeout_s, not at the sleep's end
+    assert took < 120, took
+
+
+def test_a_rank_that_dies_without_a_traceback_fails_the_run(runs, monkeypatch):
+    """Rank 1 is SIGKILLed (the OOM killer, a lost node) after step 3: the run ends failed, naming it."""
+    result, _ = spawned_with_fault(runs, monkeypatch, "1:3:die")
+    record, trace = recorded(result)
+    assert result.status == record["status"] == "failed"
+    assert record["reason"].startswith("rank 1 failed: Signal 9 (SIGKILL)"), record["reason"]
+    assert trace.startswith("rank 0 of 2:\n")  # rank 1 left none; rank 0's: its peer closed the connection
