@@ -16,8 +16,9 @@ from analysis.report import analyze
 from conftest import small
 from harness import ConfigError, compose
 from harness.build import check_analyses
-from harness.config import CONF_DIR, run_id
+from harness.config import CONF_DIR
 from harness.flops import tokens_for, training_flops
+from harness.identity import run_id
 from harness.study import study_configs
 from test_analysis_report import batch_lr_study, isoflop_study, seqlen_study
 
