@@ -31,6 +31,13 @@ def results(out_dir) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(out_dir).rglob("result.json"))]
 
 
+def job_of(out_dir) -> str | None:
+    """The SLURM job id of the study in `out_dir` (submitit's folder is named after it): only this test's job
+    is signalled, never another session's on the same cluster."""
+    found = sorted(p.name for p in Path(out_dir).rglob(".submitit/*") if p.is_dir())
+    return found[0] if found else None
+
+
 def test_smoke_study_runs_to_completion_under_slurm(slurm_cluster, runs):
     out = harness(*small("mlp", runs, "trainer.max_steps=5", "seed=0,1"))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -62,9 +69,11 @@ def test_cancelled_job_resumes_from_its_checkpoint(slurm_cluster, runs, tmp_path
             ckpt = found[0]
         time.sleep(0.5)
     assert ckpt is not None, "no checkpoint within 180 s"
-    subprocess.run(["scancel", "--user", os.environ.get("USER", "root")], check=True)
+    job = job_of(runs)
+    subprocess.run(["scancel", job], check=True)
     deadline = time.time() + 60
-    while time.time() < deadline and subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
+    while time.time() < deadline and subprocess.run(["squeue", "-h", "-j", job], capture_output=True,
+                                                    text=True).stdout.strip():
         time.sleep(0.5)
     # Without accounting (no sacct) submitit cannot learn that the job was cancelled: stop the waiting launcher.
     proc.kill()
@@ -103,7 +112,7 @@ def test_preempted_job_checkpoints_requeues_itself_and_resumes(slurm_cluster, ru
     while time.time() < deadline and job is None:
         found = list(Path(runs).rglob("checkpoint.pt"))
         if found and found[0].stat().st_size:
-            job = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()[0]
+            job = job_of(runs)
         time.sleep(0.5)
     assert job is not None, "no checkpoint within 180 s"
     for sig in ("TERM", "USR2"):  # a preemption as submitit's own Job._interrupt() sends it
