@@ -114,7 +114,7 @@ def _predictions(law: str, ladder: pd.DataFrame, targets: list[tuple[float, floa
     """(point predictions (T,), bootstrap predictions (B, T), fitted parameters) of one law.
 
     `warm`: parameters of a fit on more points to start from instead of the full grid (leave-one-out refits).
-    Approach 3's parameters carry its bootstrap replicas under `samples` (for the frontier band)."""
+    Approach 3's parameters carry its bootstrap replicas under `samples` and its `fit_range`."""
     cs = np.array([6 * n * d for n, d in targets])
     if law == "approach3":
         fit = fit_chinchilla(ladder, N, D, LOSS, bootstrap=bootstrap, seed=seed, level=LEVEL,
@@ -124,7 +124,7 @@ def _predictions(law: str, ladder: pd.DataFrame, targets: list[tuple[float, floa
         if fit.samples is not None:
             s = fit.samples
             reps = np.stack([s.E + s.A / n ** s.alpha + s.B / d ** s.beta for n, d in targets], axis=1)
-        return point, reps, {**fit.params, "samples": fit.samples}
+        return point, reps, {**fit.params, "samples": fit.samples, "fit_range": fit.fit_range}
     if law == "no_offset":
         log_n, log_d = np.log(ladder[N].to_numpy(float)), np.log(ladder[D].to_numpy(float))
         model = LogSumExpModel(_no_offset_design(log_n, log_d), np.log(ladder[LOSS].to_numpy(float)))
@@ -211,10 +211,11 @@ def forecast(ladder: pd.DataFrame, targets: list[dict], sigma: float, seeds: int
         except (AnalysisError, FloatingPointError) as e:
             fitted[law] = {"error": str(e)}
             continue
-        samples = params.pop("samples", None)
+        samples, fit_range = params.pop("samples", None), params.pop("fit_range", None)
         fitted[law] = {"params": params}
-        if law == "approach3":
+        if law == "approach3":  # replicas and range too, so harness-cost can plan from the forecast with intervals
             fitted[law]["frontier"] = frontier_band(params, samples, ladder, max(t["params"] * t["tokens"] * 6 for t in targets))
+            fitted[law].update(fit_range=fit_range, samples=None if samples is None else samples.to_dict("records"))
         noise = np.exp(rng.normal(0, sigma / math.sqrt(seeds), reps.shape)) if math.isfinite(sigma) else 1.0
         left_out = []
         for b in budgets if lobo else []:

@@ -7,7 +7,6 @@ rel_error, reducible_rel_error, covered, ...), `out/report.md` and `out/figures/
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np

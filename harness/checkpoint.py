@@ -15,9 +15,7 @@ preemption) replaces it, so the save is followed by the requeue.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from harness.config import fail
+from harness.results import atomic
 
 log = logging.getLogger("harness")
 CHECKPOINT = "checkpoint.pt"
@@ -111,17 +110,8 @@ class Checkpointer:
                      "rng": {"torch": torch.get_rng_state(),
                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                      "loop": loop}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{CHECKPOINT}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    torch.save(state, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic(self.path) as tmp:
+                torch.save(state, tmp)
             self.saves += 1
             self.save_s += time.perf_counter() - t0
         self.last_save = time.monotonic()

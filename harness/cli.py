@@ -14,10 +14,10 @@ import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from harness.config import CONF_DIR, ConfigError, check_overrides, check_paths, compose, hydra_error
+from harness.config import (CONF_DIR, EXIT_FAILED, ConfigError, check_overrides, check_paths, compose,
+                            exit_bad_input, hydra_error)
 
 log = logging.getLogger("harness")
-EXIT_BAD_INPUT = 2
 
 
 def _is_multirun() -> bool:
@@ -38,31 +38,24 @@ def app(cfg: DictConfig) -> str:
         if multirun:  # the study callback validated every job first; record and go on
             log.error("bad input: %s", e)
             return "failed"
-        _bad_input(e)
+        exit_bad_input(e)
     except OSError as e:  # a full disk fails every later write too: stop with one line
         if e.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {e.filename or cfg.out_dir}: {os.strerror(e.errno)}; free space and run the same command "
               "again (finished runs are kept, this one is retrained)", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     m = result.metrics
     note = "reused" if result.reused else result.status
     log.info("%s %s: train_loss=%s val_loss=%s step_time_s=%s -> %s", note, result.run_id,
              _fmt(m.get("train_loss")), _fmt(m.get("val_loss")), _fmt(m.get("step_time_s")), result.run_dir)
     if not multirun and result.status in ("failed", "oom"):
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     return result.status
 
 
 def _fmt(x) -> str:
     return f"{x:.4g}" if isinstance(x, (int, float)) else "-"
-
-
-def _bad_input(e: Exception) -> None:
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        raise e
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
 
 
 def main() -> None:
@@ -82,9 +75,9 @@ def main() -> None:
         elif not {"--help", "-h", "--hydra-help"} & set(args):
             check_paths(compose(overrides))
     except ConfigError as e:
-        _bad_input(e)
+        exit_bad_input(e)
     except HydraException as e:
-        _bad_input(hydra_error(e, overrides))
+        exit_bad_input(hydra_error(e, overrides))
     from harness.runner import interruptible
 
     try:

@@ -1,22 +1,24 @@
 """`harness-collect STUDY_DIR`: every run's result.json -> one tidy table (Parquet + CSV), one row per run.
 
 Columns: run_id, status, reason, the flattened config (`model.name`, `optim.lr`, ...), every metric under
-its own name (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable or incomplete result files (see
-`harness.results.check_result`) are skipped with a warning.
+its name in `harness.metric_table` (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable or incomplete
+result files (see `harness.results.check_result`) are skipped with a warning.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from harness.results import RESULT, inspect_result, write_atomic
+from harness.config import exit_bad_input
+from harness.metric_table import SUMMARY, unit
+from harness.results import RESULT, atomic, inspect_result, write_atomic
 from harness.tracking import flatten
 
+ORDER = {name: i for i, name in enumerate(SUMMARY)}
 SHOWN = ["model.name", "model.cell", "params", "trainer.batch_size", "optim.lr", "data.seq_len", "tokens",
          "train_loss", "val_loss", "tokens_per_s", "mfu", "peak_mem_bytes", "status"]
 
@@ -31,7 +33,8 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
             continue
         row = {"run_id": result["run_id"], "status": result["status"], "reason": result.get("reason")}
         row.update(flatten(result.get("config") or {}))
-        row.update(result.get("metrics") or {})
+        metrics = result.get("metrics") or {}
+        row.update(sorted(metrics.items(), key=lambda kv: ORDER.get(kv[0], len(ORDER))))  # the table's order
         row.update(flatten(result.get("env") or {}, "env."))
         rows.append(row)
     if bad:
@@ -43,17 +46,17 @@ def save(table: pd.DataFrame, stem: Path) -> list[Path]:
     """Write `stem`.parquet and `stem`.csv atomically; list-valued cells become JSON text."""
     table = table.map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stem.with_name(f".{stem.name}.parquet.tmp")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(stem.with_suffix(".parquet"))
+    with atomic(stem.with_suffix(".parquet")) as tmp:
+        table.to_parquet(tmp, index=False)
     write_atomic(stem.with_suffix(".csv"), table.to_csv(index=False))
     return [stem.with_suffix(".parquet"), stem.with_suffix(".csv")]
 
 
 def summary_table(table: pd.DataFrame) -> str:
-    """The columns a person reads first, formatted for the terminal."""
+    """The columns a person reads first, formatted for the terminal, each metric with its unit."""
     cols = [c for c in SHOWN if c in table.columns and table[c].notna().any()]
-    return table[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}")
+    shown = table[cols].rename(columns=lambda c: f"{c} [{unit(c)}]" if unit(c) not in (None, "count", "1") else c)
+    return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,10 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     study = Path(args.study_dir)
     if not study.is_dir():
-        sys.exit(f"error: study_dir={study}: no such directory")
+        exit_bad_input(f"study_dir={study}: no such directory")
     table = collect(study)
     if table.empty:
-        sys.exit(f"error: study_dir={study}: no result.json files found")
+        exit_bad_input(f"study_dir={study}: no result.json files found")
     paths = save(table, Path(args.out) if args.out else study / "results")
     print(summary_table(table))
     counts = table["status"].value_counts().to_dict()

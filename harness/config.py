@@ -4,13 +4,12 @@
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,6 +33,19 @@ OmegaConf.register_new_resolver("isoflop_params", isoflop_params, replace=True)
 
 class ConfigError(ValueError):
     """Bad user input; the message names the key and, where finite, the valid values."""
+
+
+# Exit codes of every command (harness, harness-plan, -collect, -analyze, -forecast, -cost): 0 done,
+# 1 a run failed (one run) or every run of a study failed, 2 bad input (usage, config, missing files).
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def exit_bad_input(error: Exception | str) -> NoReturn:
+    """Print `error: <one line>` and exit 2; with HYDRA_FULL_ERROR=1 re-raise instead, for the traceback."""
+    if isinstance(error, Exception) and os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 LR_RULES = {"none": lambda n: 1.0, "linear": lambda n: float(n), "sqrt": lambda n: float(n) ** 0.5}
@@ -189,31 +201,7 @@ def check_paths(cfg: DictConfig) -> None:
         fail("out_dir", out_dir, "must be a folder path")
 
 
-def run_id(cfg: DictConfig) -> str:
-    """Hash of what a run computes: the resolved config minus output paths and labels, plus the content
-    hash of the files the run reads (a text corpus), so changing a corpus gives a new run."""
-    from harness.data import data_identity  # harness.data imports this module
-
-    data = _container(cfg)
-    dist = data.pop("dist", None) or {}
-    if int(dist.get("nproc", 1)) > 1:  # one process keeps the run ids it had before data parallelism
-        data["world_size"] = int(dist["nproc"])
-    for key in NON_IDENTITY_KEYS:
-        *parents, leaf = key.split(".")
-        node = data
-        for parent in parents:
-            node = node.get(parent) or {}
-        node.pop(leaf, None)
-    if not data.get("trainer", {}).get("compile", True):  # added later: runs recorded before keep their ids
-        data["trainer"].pop("compile")
-    content = data_identity(cfg.data)
-    if content:
-        data["data_content"] = content
-    blob = json.dumps(data, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _container(cfg: DictConfig) -> dict:
+def resolved(cfg: DictConfig) -> dict:
     """The resolved config as a dict; a missing or unresolvable value is a one-line ConfigError naming its key."""
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 

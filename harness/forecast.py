@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.config import ConfigError, choose, compose, fail, positive
+from harness.config import EXIT_BAD_INPUT, ConfigError, choose, compose, exit_bad_input, fail, positive
 from harness.results import RESULT, write_atomic
 
 TASKS = ("markov", "pycode")  # markov: the scale's Zipf chain (sweeps/forecast.yaml grid.<scale>.task)
@@ -55,8 +55,8 @@ class Forecast:
         cmd = [sys.executable, "-m", "harness", "-m", *self.base, f"stage={stage}", *overrides]
         print(f"forecast: stage {stage}: {' '.join(cmd[2:])}", flush=True)
         code = subprocess.run(cmd).returncode
-        if code == 2:
-            sys.exit(2)  # bad input: the stage printed its one-line error
+        if code == EXIT_BAD_INPUT:
+            sys.exit(EXIT_BAD_INPUT)  # the stage printed its one-line error
         if code:
             raise SystemExit(f"forecast: stage {stage} failed (exit {code}); fix and re-run to resume")
 
@@ -213,8 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 getattr(f, step)()
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        exit_bad_input(e)
     if own["step"] in ("all", "score"):
         from analysis.forecast import verdict
 

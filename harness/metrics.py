@@ -1,6 +1,5 @@
-"""Every measurement a run reports, in one place. Units are in the key names:
-`_s` seconds, `_bytes` bytes, `_per_s` per second, `flops` floating-point operations; losses are nats
-(cross-entropy) or squared error (regression).
+"""The measurements a run reports: timing, throughput, MFU, memory, attention cost. Their names, units and
+wandb keys are in `harness.metric_table`; losses are nats (cross-entropy) or squared error (regression).
 
 MFU = achieved_flops_per_s / peak_flops_per_s, with achieved = analytic training FLOPs per step
 (harness.flops) / median step time. The peak comes from the GPU table in `harness.hardware` for known GPUs,
@@ -22,6 +21,7 @@ import psutil
 import torch
 
 from harness.hardware import PEAK_FLOPS, gpu_peak  # noqa: F401 - the one GPU table, re-exported
+from harness.results import write_atomic
 
 PEAK_CACHE = Path(os.environ.get("SCALING_LAB_CACHE", Path.home() / ".cache" / "scaling-lab")) / "peaks.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -62,10 +62,7 @@ def cpu_peak(precision: str, threads: int) -> float:
     if key not in cache:
         cache[key] = measure_cpu_peak(precision, threads)
         try:
-            PEAK_CACHE.parent.mkdir(parents=True, exist_ok=True)
-            tmp = PEAK_CACHE.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache, indent=1))
-            os.replace(tmp, PEAK_CACHE)
+            write_atomic(PEAK_CACHE, json.dumps(cache, indent=1))
         except OSError:
             pass  # an unwritable cache only costs a re-measurement next time
     return cache[key]
@@ -102,11 +99,16 @@ class MemoryMeter:
             except OSError:
                 pass
 
-    def current_mib(self) -> float:
-        """Memory in use now (MiB): allocated CUDA memory, or the process RSS."""
+    @property
+    def kind(self) -> str:
+        """What is measured: the CUDA caching allocator's allocated memory, or the CPU process's RSS."""
+        return "cuda_allocated" if self.device.type == "cuda" else "rss"
+
+    def current_bytes(self) -> int:
+        """Memory in use now: allocated CUDA memory, or the process RSS."""
         if self.device.type == "cuda":
-            return torch.cuda.memory_allocated(self.device) / 2 ** 20
-        return psutil.Process().memory_info().rss / 2 ** 20
+            return torch.cuda.memory_allocated(self.device)
+        return psutil.Process().memory_info().rss
 
     def peak(self) -> dict[str, int]:
         if self.device.type == "cuda":
@@ -132,6 +134,21 @@ def compile_overhead(times: list[float], warmup: int, step_time_s: float) -> flo
     """compile_s: the extra time of the first `warmup` steps over the median step (torch.compile compiles
     in the first step, and may recompile in the next few), kept out of step_time_s and throughput."""
     return sum(max(0.0, t - step_time_s) for t in times[:warmup])
+
+
+def totals(steps: int, batch_size: int, tokens_per_example: int, flops_per_example: float,
+           step_times: list[float], data_time_s: float) -> dict[str, float]:
+    """What the run consumed: samples, tokens (D), FLOPs per step and in all (C), and the share of step time
+    spent drawing batches."""
+    flops_per_step = flops_per_example * batch_size
+    return {"samples": steps * batch_size, "tokens": steps * batch_size * tokens_per_example,
+            "flops_per_step": flops_per_step, "flops_total": flops_per_step * steps,
+            "data_time_fraction": data_time_s / max(sum(step_times), 1e-12)}
+
+
+def step_throughput(step_time_s: float, batch_size: int, tokens_per_example: int) -> float:
+    """tokens_per_s of one logged step (history); the run's figure uses the median step (`throughput`)."""
+    return batch_size * tokens_per_example / step_time_s
 
 
 def throughput(step_time_s: float, batch_size: int, tokens_per_example: int, flops_per_step: float,

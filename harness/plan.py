@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     import psutil
-    from harness.config import ConfigError
+    from harness.config import ConfigError, exit_bad_input
     from harness.hardware import gpu_memory
     from harness.metrics import cpu_peak, gpu_peak
-    from harness.device import resolve_threads
+    from harness.device import parallelism
     from harness.study import study_configs
 
     parser = argparse.ArgumentParser(prog="harness-plan", description=main.__doc__)
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         primary, configs = study_configs(args.overrides)
         plans = [estimate(c) for c in configs]
     except ConfigError as e:
-        sys.exit(f"error: {e}")
-    threads = resolve_threads("auto")
+        exit_bad_input(e)
+    jobs, threads = parallelism(primary.hydra.get("launcher"))
     study_dir = f"{primary.out_dir}/{primary.study}"
     given = constant(args.mfu, "--mfu", "wall_mfu") if args.mfu else None
     recorded = {} if given else recorded_efficiency(study_dir)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     used, notes = set(), set()
     print(f"study {primary.study} (scale={primary.scale}): {len(configs)} runs")
     print(f"{'run':>4} {'model':>12} {'params':>10} {'steps':>7} {'FLOPs':>9} {'time':>8} {'memory':>9}  device")
-    total_time, warnings = 0.0, []
+    workers, warnings = [0.0] * jobs, []  # each parallel job's busy time: runs go to the first free one
     for i, (cfg, p) in enumerate(zip(configs, plans)):
         cuda = p["device"] == "cuda"
         peak = gpu_peak(args.gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
@@ -127,14 +127,14 @@ def main(argv: list[str] | None = None) -> None:
             notes.add(note)
         rate = (peak or 0) * mfu
         seconds = p["flops"] / rate + RUN_GAP_S if rate else float("nan")
-        total_time += seconds if seconds == seconds else 0
+        workers[workers.index(min(workers))] += seconds if seconds == seconds else 0
         mem = f"{p['memory_bytes'] / 2 ** 20:.0f} MiB" + ("" if p["activations_counted"] else "*")
         print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s {mem:>9}  {p['device']}")
         if p["memory_bytes"] > limit:
             warnings.append(f"run {i} needs ~{p['memory_bytes'] / 2 ** 30:.1f} GiB > {limit / 2 ** 30:.0f} GiB available")
-    total_time += STUDY_START_S
-    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min of wall time in one "
-          f"process (divide the runs' share by parallel jobs)")
+    total_time = STUDY_START_S + max(workers)
+    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min of wall time "
+          f"({jobs} job{'s' if jobs > 1 else ''} at once, {threads} thread{'s' if threads > 1 else ''} each)")
     for d in sorted(used):
         print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")
     for n in sorted(notes):

@@ -1,4 +1,4 @@
-"""The one result writer: result.json (atomic), history.parquet, traceback.txt, and the environment record.
+"""The one result writer: result.json, history.parquet, traceback.txt, all through one atomic writer.
 
 Statuses: ok | diverged | oom | skipped | failed, plus `running` while a run is in progress, so a run
 killed half-way leaves a file that says so and is retrained on resume. Never a file that says ok early.
@@ -9,17 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import subprocess
-import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
-import torch
-
-from harness.metrics import cpu_name
 
 FINISHED = ("ok", "diverged", "skipped")  # statuses a resumed study does not retrain
 STATUSES = ("ok", "diverged", "oom", "skipped", "failed")
@@ -27,19 +22,27 @@ RESULT, HISTORY, TRACEBACK = "result.json", "history.parquet", "traceback.txt"
 REQUIRED = {"run_id": str, "status": str, "config": dict, "metrics": dict}  # key -> type of a complete result
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+@contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """A temporary path in `path`'s folder to write; fsynced and renamed over `path` only when the block
+    succeeds, so a reader sees the old file or the whole new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (see `atomic`)."""
+    with atomic(path) as tmp:
+        tmp.write_text(text)
 
 
 def _clean(value: Any) -> Any:
@@ -94,34 +97,5 @@ def read_result(run_dir: Path) -> dict | None:
 
 
 def write_history(run_dir: Path, rows: list[dict]) -> None:
-    path = run_dir / HISTORY
-    tmp = path.with_name(f".{HISTORY}.tmp")
-    pd.DataFrame(rows).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def environment(device: torch.device, threads: int) -> dict[str, Any]:
-    """Versions, hardware and the git commit, so a result can be traced to where it ran."""
-    import hydra
-    import omegaconf
-
-    env = {"python": sys.version.split()[0], "torch": torch.__version__, "hydra": hydra.__version__,
-           "omegaconf": omegaconf.__version__, "pandas": pd.__version__, "platform": platform.platform(),
-           "cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": threads, "device": str(device),
-           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-           "git_commit": _git_commit()}
-    try:
-        import wandb
-        env["wandb"] = wandb.__version__
-    except ImportError:
-        env["wandb"] = None
-    return env
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    with atomic(run_dir / HISTORY) as tmp:
+        pd.DataFrame(rows).to_parquet(tmp, index=False)

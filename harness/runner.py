@@ -26,10 +26,11 @@ from harness import distributed as D
 from harness import metrics as M
 from harness.build import check_config, epochs
 from harness.checkpoint import Checkpointer
-from harness.config import check_paths, positive, run_id as make_run_id
-from harness.device import resolve_device, resolve_threads
+from harness.config import check_paths, positive
+from harness.device import environment, resolve_device, resolve_threads
+from harness.identity import run_id as make_run_id
 from harness.models import param_counts
-from harness.results import (FINISHED, HISTORY, RESULT, TRACEBACK, environment, inspect_result, write_atomic,
+from harness.results import (FINISHED, HISTORY, RESULT, TRACEBACK, inspect_result, write_atomic,
                              write_history, write_result)
 from harness.slurm import submitit_handles
 from harness.tracking import Tracker
@@ -219,8 +220,8 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
         progress = Progress(rid, steps)
 
         def on_log(row: dict) -> None:
-            row["tokens_per_s"] = batch * tpe / row["step_time_s"]
-            row["mem_mib"] = memory.current_mib()
+            row["tokens_per_s"] = M.step_throughput(row["step_time_s"], batch, tpe)
+            row["mem_bytes"] = memory.current_bytes()
             if world.main:
                 tracker.log(row, row["step"])
                 progress.update(row)
@@ -234,7 +235,7 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
         if not world.main:
             return RunResult("ok", None, {}, pd.DataFrame(outcome.history), run_dir, rid)
         found = _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall, world.size)
-        found.update(**peak, **comm, checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s,
+        found.update(**peak, **comm, mem_kind=memory.kind, checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s,
                      resumed_from_step=ckpt.resumed_from)
         if world.size > 1:
             found["scaling_efficiency"] = D.scaling_efficiency(run_dir.parent, record["config"], found["tokens_per_s"])
@@ -284,18 +285,15 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
     else:
         peak = None
     peak = peak * ranks if peak else peak
-    flops_per_step = flops_per_example * batch
     warmup, compiled = int(cfg.trainer.timing_warmup_steps), bool(cfg.trainer.get("compile", False))
     warmup = max(warmup, 1) if compiled else warmup  # the compiling step never counts as a timed step
     timing = M.step_time_stats(outcome.step_times, warmup)
     if compiled:
         timing["compile_s"] = M.compile_overhead(outcome.step_times, warmup, timing["step_time_s"])
-    found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "steps": outcome.steps,
-             "samples": outcome.steps * batch, "tokens": outcome.steps * batch * tpe, "wall_s": wall,
-             "epochs": epochs(outcome.steps * batch * tpe, data), "lr_peak": outcome.lr_peak,
-             **timing, "data_time_fraction": outcome.data_time_s / max(sum(outcome.step_times), 1e-12),
-             "flops_per_step": flops_per_step, "flops_total": flops_per_step * outcome.steps,
-             **M.throughput(timing["step_time_s"], batch, tpe, flops_per_step, peak)}
+    used = M.totals(outcome.steps, batch, tpe, flops_per_example, outcome.step_times, outcome.data_time_s)
+    found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "steps": outcome.steps, **used,
+             "wall_s": wall, "epochs": epochs(used["tokens"], data), "lr_peak": outcome.lr_peak, **timing,
+             **M.throughput(timing["step_time_s"], batch, tpe, used["flops_per_step"], peak)}
     if hasattr(model, "attention_flops_per_example"):
         found.update(M.attention_cost(model, batch // (int(cfg.trainer.grad_accum) * ranks), device, precision))
     if ranks > 1:

@@ -8,7 +8,6 @@ uses it, so the plan and the study see the same jobs.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import ConfigError, check_paths, run_id
+from harness.config import EXIT_FAILED, ConfigError, check_paths, exit_bad_input
+from harness.identity import run_id
 from harness.results import STATUSES, read_result
 from harness.slurm import is_slurm, preflight
 
@@ -25,7 +25,8 @@ log = logging.getLogger("harness")
 
 
 def expand_jobs(config: DictConfig) -> list[list[str]]:
-    """The override list of every job, exactly as Hydra's basic sweeper will expand them."""
+    """The override list of every job, exactly as Hydra's basic sweeper will expand them (its private
+    `split_arguments`; hydra-core is pinned and tests/test_studies.py checks the launched jobs match)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -137,10 +138,7 @@ class StudyCallback(Callback):
             if is_slurm(config.hydra.get("launcher")):
                 preflight(config.hydra.launcher)
         except ConfigError as e:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            exit_bad_input(e)
         done = summarise(self.configs)
         finished = done["ok"] + done["diverged"] + done["skipped"]
         log.info("study %s (scale=%s): %d runs, %d already finished -> %s/%s/", config.study, config.scale,
@@ -150,4 +148,4 @@ class StudyCallback(Callback):
         counts = summarise(self.configs)
         print(f"study {config.study}: {len(self.configs)} runs: {format_summary(counts)}", flush=True)
         if self.configs and counts["failed"] + counts["missing"] + counts["oom"] == len(self.configs):
-            sys.exit(1)
+            sys.exit(EXIT_FAILED)

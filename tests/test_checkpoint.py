@@ -13,7 +13,8 @@ import torch
 
 from conftest import small
 from harness.checkpoint import CHECKPOINT, parse_every
-from harness.config import ConfigError, compose, run_id
+from harness.config import ConfigError, compose
+from harness.identity import run_id
 from harness.runner import run
 
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from conftest import small
 from harness import ConfigError, compose, run
 from harness.build import check_config
-from harness.config import run_id
+from harness.identity import run_id
 
 
 def slow_first_call(seconds: float):

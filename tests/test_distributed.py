@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import small
-from harness.config import ConfigError, compose, run_id
+from harness.config import ConfigError, compose
+from harness.identity import run_id
 from harness.distributed import World, launched_world, shard
 from harness.runner import run
 

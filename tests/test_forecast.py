@@ -167,3 +167,18 @@ def test_smoke_forecast_preregisters_keeps_and_scores(tmp_path):
         assert {"predicted", "interval90", "reducible_rel_error"} <= set(f)
     assert abs(rows["approach3"]["rel_error"]) < 0.1
     assert (study / "report" / "report.md").exists() and (study / "report" / "figures" / "forecast.png").exists()
+
+
+def test_a_registered_forecast_is_a_law_harness_cost_plans_from_with_intervals(tmp_path):
+    from analysis.cost import load_law, plan_cost
+    from analysis.data import json_ready
+
+    runs = ladder(np.random.default_rng(1), 0.005)
+    got = forecast(runs, place_targets(runs, [10]), 0.005, seeds=2, bootstrap=20, laws=("approach3",), lobo=False)
+    path = tmp_path / "forecast.json"
+    path.write_text(json.dumps(json_ready({"laws": got["laws"]})))
+    law = load_law(path)
+    assert len(law.samples) >= 15 and law.fit_range["C"][1] == pytest.approx((runs.params * runs.tokens * 6).max())
+    plan = plan_cost(path, compute=100 * law.fit_range["C"][1], gpu="H100", gpus=8).to_dict()
+    lo, hi = plan["predicted_loss_interval90"]
+    assert lo < plan["predicted_loss"] < hi

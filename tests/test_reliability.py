@@ -15,7 +15,7 @@ import pytest
 from conftest import small
 from harness import ConfigError, compose, run
 from harness.collect import collect
-from harness.config import run_id
+from harness.identity import run_id
 from harness.study import StudyCallback, study_configs, summarise
 from harness.train import DIVERGE_FACTOR, divergence
 

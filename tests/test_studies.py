@@ -11,6 +11,8 @@ import pytest
 
 from harness.collect import collect
 from harness.config import group_options
+from harness.identity import run_id
+from harness.study import study_configs
 
 STUDIES = group_options("sweep")
 EXPECTED_RUNS = {"params": 12, "data": 10, "isoflop": 15, "batch_lr": 24, "devices": 4, "attention": 12,
@@ -51,6 +53,10 @@ def test_batch_lr_study_isolates_divergence(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     table = collect(tmp_path / "batch_lr")
     assert len(table) == 24
+    # the contract harness.study relies on (hydra-core is pinned): the jobs it expands and validates up front
+    # are exactly the jobs Hydra's sweeper launched
+    _, configs = study_configs(["sweep=batch_lr", f"out_dir={tmp_path}", "logger=none"])
+    assert set(table["run_id"]) == {run_id(c) for c in configs}
     diverged = table[table.status == "diverged"]
     assert len(diverged) >= 1 and (diverged["optim.lr"] >= 0.3).all()  # SGD + momentum 0.9, no clipping
     assert (table[table["optim.lr"] <= 0.1].status == "ok").all()
@@ -131,7 +137,7 @@ def test_collect_skips_unreadable_results_with_a_warning(tmp_path):
 
 def test_study_exits_nonzero_only_when_every_run_failed(tmp_path):
     from harness import compose
-    from harness.config import run_id
+    from harness.identity import run_id
     from harness.results import write_result
     from harness.study import StudyCallback
 

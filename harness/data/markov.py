@@ -30,7 +30,6 @@ CHAIN_LENGTH, MAX_CHAINS = 1024, 4096  # chains sampled side by side, then conca
 
 def stationary(probs: torch.Tensor, iters: int = 500) -> torch.Tensor:
     """Stationary distribution over contexts (shape (V,)*k) of an order-k chain, by power iteration."""
-    k = probs.dim() - 1
     pi = torch.full(probs.shape[:-1], 1.0 / probs[..., 0].numel(), dtype=torch.float64)
     p64 = probs.double()
     for _ in range(iters):  # pi'(s2..sk, c) = sum_s1 pi(s1..sk) P(c | s1..sk)

@@ -1,7 +1,6 @@
 """Pieces shared by the models: the activation registry and parameter counting."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from harness.config import choose
