@@ -9,7 +9,8 @@ number of steps (`100`) or of seconds (`"120s"`, `"5m"`); 0 or null turns checkp
 Preemption: while training, `Checkpointer` defers the scheduler's signals to the next step boundary, saves,
 then hands each signal on to the handler that was bound: SIGUSR2 to submitit's checkpoint-and-requeue
 (time limit, preemption), SIGTERM to the runner's `interruptible` (scancel, kill), which records the run as
-interrupted. A second signal before the boundary goes through at once.
+interrupted. The same signal again before the boundary goes through at once; SIGUSR2 after SIGTERM (a
+preemption) replaces it, so the save is followed by the requeue.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class Checkpointer:
         self.every, self.keep, self.save_files = parse_every(every), bool(keep), save_files
         self.last_save = time.monotonic()
         self.saves, self.save_s = 0, 0.0
+        self.resumed_from: int | None = None  # the step this attempt restored (None: it started at step 0)
         self._pending: tuple[Callable, int, Any] | None = None
         self._previous: dict[int, Callable] = {}
 
@@ -84,7 +86,8 @@ class Checkpointer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         data_state.load_state_dict(state["data"])
         self.last_save = time.monotonic()
-        log.info("%s: resuming from step %d", self.path.parent.name, state["loop"]["steps"])
+        self.resumed_from = int(state["loop"]["steps"])
+        log.info("%s: resuming from step %d", self.path.parent.name, self.resumed_from)
         return state["loop"]
 
     # ---- save ----------------------------------------------------------------------------------
@@ -144,9 +147,13 @@ class Checkpointer:
 
     def _defer(self, signum: int, frame: Any) -> None:
         handler = self._previous[signum]
-        if self._pending is not None:  # a second signal: no more waiting
-            self._pending = None
-            handler(signum, frame)
-            return
+        if self._pending is not None:
+            if self._pending[1] == signum:  # the same signal again: no more waiting
+                self._pending = None
+                handler(signum, frame)
+                return
+            if DEFERRED_SIGNALS.index(self._pending[1]) < DEFERRED_SIGNALS.index(signum):
+                return  # SIGTERM after a pending requeue: the requeue ends this process after the save anyway
+            # else SIGUSR2 after SIGTERM (a preemption, as submitit sends it): the requeue replaces the SIGTERM
         log.warning("%s: signal %d received, checkpointing at the end of this step", self.path.parent.name, signum)
         self._pending = (handler, signum, frame)

@@ -17,8 +17,13 @@ OPTIMIZER_STATE = {"adamw": 2, "sgd": 1}  # tensors of parameter size kept by th
 # the isoflop smoke study and two cpu-size runs) on this project's 2-core machine while other jobs shared it;
 # the start and gap were measured on the same study. See docs/benchmarks.md ("harness-plan vs wall time").
 DEFAULT_EFFICIENCY = {
-    "cpu": MfuModel("wall_mfu", "default, measured on the 2-core machine (docs/benchmarks.md)",
-                    {"all": EfficiencyCurve("all", 0.3617, -9.6643, (3004.0, 319894.0), 17)}),
+    # fitted on `harness -m sweep=params|architectures scale=cpu hydra/launcher=joblib` (docs/benchmarks.md)
+    "cpu": MfuModel("wall_mfu", "default, measured on the 2-core machine (docs/benchmarks.md)", {
+        "cnn": EfficiencyCurve("cnn", 0.4335, -5.8203, (9941, 1000030), 9),
+        "mlp": EfficiencyCurve("mlp", 0.7443, -11.3181, (9910, 1000162), 9),
+        "rnn": EfficiencyCurve("rnn", 0.3280, -4.3646, (10336, 1003936), 12),
+        "transformer": EfficiencyCurve("transformer", 0.4660, -6.6840, (9980, 999984), 9),
+        "all": EfficiencyCurve("all", 0.4875, -6.9239, (9910, 1003936), 39)}),
     "cuda": constant(0.3, "default 0.3 (not measured)", "wall_mfu"),
 }
 STUDY_START_S = 8.0  # process start, composing and checking every job, before the first run
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         if p["memory_bytes"] > limit:
             warnings.append(f"run {i} needs ~{p['memory_bytes'] / 2 ** 30:.1f} GiB > {limit / 2 ** 30:.0f} GiB available")
     total_time = STUDY_START_S + max(workers)
-    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min of wall time "
+    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min ({total_time:.0f} s) of wall time "
           f"({jobs} job{'s' if jobs > 1 else ''} at once, {threads} thread{'s' if threads > 1 else ''} each)")
     for d in sorted(used):
         print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")

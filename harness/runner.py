@@ -32,6 +32,7 @@ from harness.identity import run_id as make_run_id
 from harness.models import param_counts
 from harness.results import (FINISHED, HISTORY, RESULT, TRACEBACK, inspect_result, write_atomic,
                              write_history, write_result)
+from harness.slurm import submitit_handles
 from harness.tracking import Tracker
 from harness.train import Diverged, train
 
@@ -102,7 +103,10 @@ def interruptible():
             raised.append(signum)
             raise Interrupted(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # In a submitit job SIGTERM stays submitit's: the Checkpointer saves at the step's end and the job goes on
+    # until SLURM's kill, or its SIGUSR2 requeues it (harness.slurm.submitit_handles).
+    signals = [sig for sig in (signal.SIGTERM, signal.SIGINT) if not submitit_handles(sig)]
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
@@ -231,7 +235,8 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
         if not world.main:
             return RunResult("ok", None, {}, pd.DataFrame(outcome.history), run_dir, rid)
         found = _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall, world.size)
-        found.update(**peak, **comm, mem_kind=memory.kind, checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s)
+        found.update(**peak, **comm, mem_kind=memory.kind, checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s,
+                     resumed_from_step=ckpt.resumed_from)
         if world.size > 1:
             found["scaling_efficiency"] = D.scaling_efficiency(run_dir.parent, record["config"], found["tokens_per_s"])
         ckpt.remove()

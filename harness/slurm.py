@@ -8,6 +8,7 @@ Preemption and time limits are submitit's: the launcher's `checkpoint()` requeue
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from typing import Any
 
@@ -20,6 +21,17 @@ OPTIONS = {"partition": "partition", "qos": "qos", "account": "account", "constr
            "exclude": "exclude", "gres": "gres", "nodes": "nodes", "tasks_per_node": "ntasks-per-node",
            "cpus_per_task": "cpus-per-task", "gpus_per_node": "gpus-per-node", "gpus_per_task": "gpus-per-task",
            "cpus_per_gpu": "cpus-per-gpu", "mem_per_gpu": "mem-per-gpu", "mem_per_cpu": "mem-per-cpu"}
+
+
+def submitit_handles(sig: int) -> bool:
+    """Whether `sig` is handled by submitit, i.e. this process is a submitit job.
+
+    submitit binds SIGUSR2 to checkpoint-and-requeue and lets SIGTERM through (`bypass`): under SLURM a
+    SIGTERM announces a kill (scancel, end of KillWait), a preemption (followed by SIGUSR2) or a requeue, so
+    the job saves and carries on instead of stopping itself.
+    """
+    owner = getattr(signal.getsignal(sig), "__self__", None)
+    return type(owner).__module__.startswith("submitit.")
 
 
 def is_slurm(launcher: DictConfig | None) -> bool:

@@ -141,3 +141,41 @@ def test_sigterm_checkpoints_at_the_step_boundary_then_records_the_interruption(
     trained.clear()
     monkeypatch.setattr(runner_module, "train", train_with_sigterm_at(None))
     assert run(cfg).status == "ok" and trained == list(range(14, 31))
+
+
+def test_sigusr2_after_sigterm_replaces_it_and_the_same_signal_twice_goes_through(tmp_path):
+    """A preemption (SIGTERM, then SIGUSR2) ends in the requeue after the save; a repeated signal does not wait."""
+    from harness.checkpoint import Checkpointer
+    calls = []
+    old = {s: signal.signal(s, lambda n, f: calls.append(n)) for s in (signal.SIGUSR2, signal.SIGTERM)}
+    try:
+        with Checkpointer(tmp_path, 0, save_files=False) as ckpt:
+            for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGTERM):
+                os.kill(os.getpid(), sig)
+            assert calls == [] and ckpt.due(1)
+            ckpt.save(None, None, None, {"steps": 1})
+            assert calls == [signal.SIGUSR2]
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert calls == [signal.SIGUSR2, signal.SIGTERM]
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def test_in_a_submitit_job_sigterm_is_left_to_submitit(runs):
+    """submitit bypasses SIGTERM (a kill, preemption or requeue follows): the run does not stop itself on it."""
+    from harness.runner import interruptible
+    calls = []
+
+    class Handler:  # stands for submitit.core.job_environment.SignalHandler
+        def bypass(self, signum, frame):
+            calls.append(signum)
+    Handler.__module__ = "submitit.core.job_environment"
+    old = signal.signal(signal.SIGTERM, Handler().bypass)
+    try:
+        with interruptible():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert calls == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, old)

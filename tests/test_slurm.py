@@ -1,5 +1,6 @@
 """Studies on a real SLURM (single node, started by tests/slurm/cluster.sh): a smoke study, a 2-task
-data-parallel run, and a run cancelled half-way that resumes from its checkpoint when the study is re-run."""
+data-parallel run, a run cancelled half-way that resumes from its checkpoint when the study is re-run, and a
+preempted run that checkpoints, requeues itself through submitit and resumes."""
 import json
 import os
 import subprocess
@@ -28,6 +29,13 @@ def harness(*args, wait=True, timeout=300):
 
 def results(out_dir) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(out_dir).rglob("result.json"))]
+
+
+def job_of(out_dir) -> str | None:
+    """The SLURM job id of the study in `out_dir` (submitit's folder is named after it): only this test's job
+    is signalled, never another session's on the same cluster."""
+    found = sorted(p.name for p in Path(out_dir).rglob(".submitit/*") if p.is_dir())
+    return found[0] if found else None
 
 
 def test_smoke_study_runs_to_completion_under_slurm(slurm_cluster, runs):
@@ -61,9 +69,11 @@ def test_cancelled_job_resumes_from_its_checkpoint(slurm_cluster, runs, tmp_path
             ckpt = found[0]
         time.sleep(0.5)
     assert ckpt is not None, "no checkpoint within 180 s"
-    subprocess.run(["scancel", "--user", os.environ.get("USER", "root")], check=True)
+    job = job_of(runs)
+    subprocess.run(["scancel", job], check=True)
     deadline = time.time() + 60
-    while time.time() < deadline and subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
+    while time.time() < deadline and subprocess.run(["squeue", "-h", "-j", job], capture_output=True,
+                                                    text=True).stdout.strip():
         time.sleep(0.5)
     # Without accounting (no sacct) submitit cannot learn that the job was cancelled: stop the waiting launcher.
     proc.kill()
@@ -88,3 +98,35 @@ def test_gpu_request_on_a_cpu_cluster_fails_in_one_line(slurm_cluster, runs):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "sbatch refused" in lines[0] and "Traceback" not in out.stderr, out.stderr
+
+
+def test_preempted_job_checkpoints_requeues_itself_and_resumes(slurm_cluster, runs):
+    """A preemption half-way (SIGTERM, then SIGUSR2: the signal submitit asks sbatch to send before the time
+    limit, --signal=USR2@90): the run saves at the end of its step, submitit requeues the job (scontrol
+    requeue), the requeued job resumes from the checkpoint, and the study ends with the run ok, every step
+    trained once."""
+    args = small("transformer", runs, "trainer.max_steps=3000", "trainer.checkpoint_every=20")
+    proc = harness(*args, wait=False)
+    job = None
+    deadline = time.time() + 180
+    while time.time() < deadline and job is None:
+        found = list(Path(runs).rglob("checkpoint.pt"))
+        if found and found[0].stat().st_size:
+            job = job_of(runs)
+        time.sleep(0.5)
+    assert job is not None, "no checkpoint within 180 s"
+    for sig in ("TERM", "USR2"):  # a preemption as submitit's own Job._interrupt() sends it
+        subprocess.run(["scancel", f"--signal={sig}", job], check=True)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert "study single: 1 runs: ok=1" in out
+    [record] = results(runs)
+    assert record["status"] == "ok"
+    resumed = record["metrics"]["resumed_from_step"]
+    assert resumed and 20 <= resumed < 3000, resumed  # continued where the first attempt saved, not from 0
+    history = pd.read_parquet(Path(runs) / "single" / record["run_id"] / "history.parquet")
+    assert list(history["step"]) == list(range(1, 3001))  # every step once
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    assert "Restarts=1" in shown, shown  # SLURM requeued the job once
+    logs = "".join(p.read_text(errors="replace") for p in Path(runs).rglob("*_log.*"))
+    assert "Requeued job" in logs or "resuming from step" in logs

@@ -5,6 +5,8 @@
 #   tests/slurm/cluster.sh install   apt-get install slurm-wlm munge (root; CI)
 #   tests/slurm/cluster.sh start     write slurm.conf, start munged, slurmctld, slurmd; wait until the node is idle
 #   tests/slurm/cluster.sh stop      stop what start started
+# Two test sessions at once share one cluster: start counts its users (a second start reuses the running
+# cluster instead of restarting it, which would purge the first session's jobs), stop stops it at the last.
 #   tests/slurm/cluster.sh env       print the SLURM_CONF line to export
 set -euo pipefail
 DIR=${HARNESS_SLURM_DIR:-/tmp/harness-slurm}
@@ -18,8 +20,22 @@ install() {
     apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null
 }
 
+running() {
+    [ -s "$DIR/slurmctld.pid" ] && kill -0 "$(cat "$DIR/slurmctld.pid")" 2>/dev/null && \
+        [ -s "$DIR/slurmd.pid" ] && kill -0 "$(cat "$DIR/slurmd.pid")" 2>/dev/null && \
+        SLURM_CONF=$CONF scontrol ping 2>/dev/null | grep -q UP
+}
+
 start() {
     mkdir -p "$DIR"/state "$DIR"/spool "$DIR"/log
+    exec 9>"$DIR/lock"
+    flock 9
+    if running; then
+        echo $(( $(cat "$DIR/users" 2>/dev/null || echo 1) + 1 )) > "$DIR/users"
+        echo "slurm up (shared with another session): $CONF"
+        return 0
+    fi
+    echo 1 > "$DIR/users"
     local host cpus mem
     host=$(hostname -s)
     cpus=$(nproc)
@@ -30,6 +46,8 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# a requeued job waits cred_expire seconds before it starts again (default 120): 30 keeps the requeue test short
+AuthInfo=cred_expire=30
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
@@ -41,6 +59,8 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+# a requeued job becomes eligible after its hold (cred_expire) and is started by the next backfill pass
+SchedulerParameters=bf_interval=5
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
@@ -59,15 +79,15 @@ CONF
         chmod 0400 /etc/munge/munge.key
         mkdir -p /run/munge && chown munge:munge /run/munge 2>/dev/null || true
         if id munge >/dev/null 2>&1; then
-            su -s /bin/sh munge -c "munged" || munged --force
+            su -s /bin/sh munge -c "munged" 9>&- || munged --force 9>&-
         else
-            munged --force
+            munged --force 9>&-
         fi
         touch "$DIR"/munged.ours
     fi
     export SLURM_CONF=$CONF
-    slurmctld -c -f "$CONF"
-    slurmd -f "$CONF"
+    slurmctld -c -f "$CONF" 9>&-  # the daemons must not inherit the lock
+    slurmd -f "$CONF" 9>&-
     for _ in $(seq 60); do
         if [ "$(sinfo -h -o %t 2>/dev/null)" = "idle" ]; then echo "slurm up: $CONF"; return 0; fi
         sleep 0.5
@@ -79,6 +99,17 @@ CONF
 
 stop() {
     export SLURM_CONF=$CONF
+    mkdir -p "$DIR"
+    exec 9>"$DIR/lock"
+    flock 9
+    local users
+    users=$(( $(cat "$DIR/users" 2>/dev/null || echo 1) - 1 ))
+    if [ "$users" -gt 0 ]; then
+        echo "$users" > "$DIR/users"
+        echo "slurm left up for $users other session(s)"
+        return 0
+    fi
+    rm -f "$DIR/users"
     scancel --user="$(id -un)" 2>/dev/null || true
     for daemon in slurmd slurmctld; do
         if [ -s "$DIR/$daemon.pid" ]; then
