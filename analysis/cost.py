@@ -231,6 +231,14 @@ def model_shape(params: float, layers: int | None = None, d_model: int | None = 
     return L, max(1, round(math.sqrt(params / (12 * L))))
 
 
+def _check_memory_knobs(precision: str, optimizer: str, sharding: str) -> None:
+    """One-line CostErrors for the memory knobs shared by `memory_per_gpu` and `plan_cost`."""
+    for key, value, valid in (("precision", precision, PRECISIONS), ("optimizer", optimizer, OPTIMIZER_BYTES),
+                              ("sharding", sharding, SHARDING)):
+        if value not in valid:
+            raise _bad(key, value, "unknown", valid)
+
+
 def memory_per_gpu(params: float, gpus: int = 1, precision: str = "bf16", optimizer: str = "adam",
                    sharding: str = "none", seq_len: int = 2048, micro_batch: int = 1, layers: int | None = None,
                    d_model: int | None = None, checkpointing: bool = False,
@@ -240,12 +248,7 @@ def memory_per_gpu(params: float, gpus: int = 1, precision: str = "bf16", optimi
     ``sharding``: none | optimizer (ZeRO-1) | gradients (ZeRO-2) | full (ZeRO-3 / FSDP) over ``gpus``.
     Activations are per GPU for ``micro_batch`` sequences of ``seq_len`` tokens (not sharded).
     """
-    if precision not in WEIGHT_BYTES:
-        raise _bad("precision", precision, "unknown", PRECISIONS)
-    if optimizer not in OPTIMIZER_BYTES:
-        raise _bad("optimizer", optimizer, "unknown", OPTIMIZER_BYTES)
-    if sharding not in SHARDING:
-        raise _bad("sharding", sharding, "unknown", SHARDING)
+    _check_memory_knobs(precision, optimizer, sharding)
     state = {"weights": WEIGHT_BYTES[precision] * params, "gradients": WEIGHT_BYTES[precision] * params,
              "optimizer": OPTIMIZER_BYTES[optimizer]["fp32" if precision == "fp32" else "mixed"] * params}
     for part in SHARDED[sharding]:
@@ -471,12 +474,7 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
     key = gpu_key(str(gpu))
     if key is None:
         raise _bad("gpu", gpu, "unknown GPU", GPUS)
-    if precision not in PRECISIONS:
-        raise _bad("precision", precision, "unknown", PRECISIONS)
-    if optimizer not in OPTIMIZER_BYTES:
-        raise _bad("optimizer", optimizer, "unknown", OPTIMIZER_BYTES)
-    if sharding not in SHARDING:
-        raise _bad("sharding", sharding, "unknown", SHARDING)
+    _check_memory_knobs(precision, optimizer, sharding)
     price = _number("usd_per_gpu_hour", usd_per_gpu_hour, allow_none=False, strict=False)
     gpus = _number("gpus", gpus, integer=True)
     seq_len = _number("seq_len", seq_len, integer=True, allow_none=False)

@@ -10,7 +10,6 @@ as an error; neither stops the others.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,12 +150,10 @@ def log_wandb(report: Report, mode: str = "offline", project: str = "scaling-lab
     try:
         import wandb
 
-        wandb_dir = Path(wandb_dir or report.out_dir)
-        wandb_dir.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("WANDB_SILENT", "true")
-        run = wandb.init(project=project, group=report.study, job_type="analysis", mode=mode,
-                         name=f"{report.study}-analysis", dir=str(wandb_dir), reinit="create_new",
-                         settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        from harness.tracking import open_wandb
+
+        run = open_wandb(Path(wandb_dir or report.out_dir), project=project, group=report.study, job_type="analysis",
+                         mode=mode, name=f"{report.study}-analysis",
                          config={"study": report.study, "n_runs": report.n_runs, **report.columns})
         try:
             rows = [[s.title, s.status, s.headline or s.reason] for s in report.sections]

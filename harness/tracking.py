@@ -8,6 +8,7 @@ run online, and offline its earlier attempt's folder is replaced, so `wandb sync
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ def open_wandb(dir: Path, **init: Any) -> Any:
     its folder created; shared by the runs' tracker and the analysis report. Raises what wandb raises."""
     import wandb
 
+    os.environ.setdefault("WANDB_SILENT", "true")  # quiet from the first line, before settings apply
     dir.mkdir(parents=True, exist_ok=True)
     return wandb.init(dir=str(dir), reinit="create_new",
                       settings=wandb.Settings(silent=True, console="off", x_disable_stats=True), **init)
