@@ -5,7 +5,7 @@
     fit.params, fit.objective, fit.ci, fit.predict(N, D), fit.optimal_allocation(C), fit.exponents
     plan = plan_cost("runs/isoflop/report/fits.json", compute=1e21, gpu="H100", gpus=64)   # harness-cost
 
-Plots and reports (matplotlib) live in ``analysis.plots`` and ``analysis.report`` and are
+Plots and reports (matplotlib) live in ``analysis.plots``, ``analysis.sections`` and ``analysis.report`` and are
 imported on use.
 """
 

@@ -20,6 +20,7 @@ G = (alpha A / (beta B))^(1/(alpha+beta)).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -35,6 +36,7 @@ from analysis.robustfit import (
     fit_from_starts,
     percentile_interval,
 )
+from harness.flops import tokens_for, training_flops
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
 HOFFMANN = {"E": 1.69337, "A": 406.401, "B": 410.723, "alpha": 0.33917, "beta": 0.28491}
@@ -124,8 +126,15 @@ class ChinchillaFit:
     def optimal_allocation(self, C) -> tuple[np.ndarray, np.ndarray]:
         """(N_opt, D_opt) minimising the loss at compute C = 6 N D."""
         a, b = self.exponents
-        c6 = np.asarray(C, dtype=float) / 6.0
-        return self.G * c6 ** a, c6 ** b / self.G
+        nd = tokens_for(np.asarray(C, dtype=float), 1.0)  # N·D at compute C
+        return self.G * nd ** a, nd ** b / self.G
+
+    def replicas(self) -> list[ChinchillaFit]:
+        """One fit per bootstrap replica (empty without a bootstrap): bands are drawn from their own methods."""
+        if self.samples is None:
+            return []
+        return [ChinchillaFit({k: float(r[k]) for k in PARAMS}, math.nan, self.n_points, self.columns, level=self.level)
+                for r in self.samples.to_dict("records")]
 
     def tokens_per_param(self, C) -> np.ndarray:
         """D_opt / N_opt at compute C."""
@@ -178,7 +187,7 @@ def fit_chinchilla(
     model = LogSumExpModel(_design(log_n, log_d), np.log(rows[loss].to_numpy()), delta)
     theta, objective, endpoints = fit_from_starts(model, _starts(starts), workers=workers)
     N, D = np.exp(log_n), np.exp(log_d)
-    fit_range = {k: (float(v.min()), float(v.max())) for k, v in (("N", N), ("D", D), ("C", 6 * N * D))}
+    fit_range = {k: (float(v.min()), float(v.max())) for k, v in (("N", N), ("D", D), ("C", training_flops(N, D)))}
     fit = ChinchillaFit(_natural(theta), objective, len(rows), (n, d, loss), level=level, fit_range=fit_range)
     if bootstrap > 0:
         reps = bootstrap_refits(model, endpoints, bootstrap, np.random.default_rng(seed), workers)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError, json_ready, load_table, usable_rows
+from analysis.data import AnalysisError, load_table, usable_rows
+from harness.jsonsafe import json_ready
 
 
 def _load(path: str) -> pd.DataFrame:
@@ -61,7 +62,9 @@ def _chinchilla(argv: list[str]) -> int:
     if args.plot:
         from analysis.plots import plot_frontier
 
-        C = 6 * table[args.n].astype(float) * table[args.d].astype(float)
+        from harness.flops import training_flops
+
+        C = training_flops(table[args.n].astype(float), table[args.d].astype(float))
         plot_frontier(fit, Path(args.plot).with_suffix(""), C_range=(float(np.nanmin(C)), float(np.nanmax(C))))
     json.dump(json_ready(fit.to_dict()), sys.stdout, indent=2)
     print()

@@ -297,7 +297,7 @@ class CostPlan:
     level: float = LEVEL
 
     def to_dict(self) -> dict:
-        from analysis.data import json_ready
+        from harness.jsonsafe import json_ready
 
         key = f"interval{round(self.level * 100)}"
         out = dict(self.figures)

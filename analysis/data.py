@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -102,17 +101,3 @@ def load_table(path: str | Path) -> pd.DataFrame:
         raise AnalysisError(f"{path}: no rows")
     return table
 
-
-def json_ready(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to null, paths and keys to strings."""
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

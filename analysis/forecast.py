@@ -35,6 +35,7 @@ from analysis.data import AnalysisError, DataWarning
 from analysis.isoflop import fit_isoflop
 from analysis.powerlaw import fit_power_law
 from analysis.robustfit import LogSumExpModel, bootstrap_refits, fit_from_starts, percentile_interval
+from harness.flops import tokens_for, training_flops
 
 LEVEL = 0.90
 LAWS = ("approach3", "no_offset", "frontier", "approach2")
@@ -115,7 +116,7 @@ def _predictions(law: str, ladder: pd.DataFrame, targets: list[tuple[float, floa
 
     `warm`: parameters of a fit on more points to start from instead of the full grid (leave-one-out refits).
     Approach 3's parameters carry its bootstrap replicas under `samples` and its `fit_range`."""
-    cs = np.array([6 * n * d for n, d in targets])
+    cs = np.array([training_flops(n, d) for n, d in targets])
     if law == "approach3":
         fit = fit_chinchilla(ladder, N, D, LOSS, bootstrap=bootstrap, seed=seed, level=LEVEL,
                              starts=None if warm is None else [warm])
@@ -187,9 +188,9 @@ def place_targets(ladder: pd.DataFrame, multiples: list[float]) -> list[dict]:
     if sized is None:
         top = ladder[ladder.budget == c_max].sort_values(LOSS).iloc[0]
         ratio = float(top[D] / top[N])
-        sized = (lambda c: math.sqrt(c / (6 * ratio)), f"D/N = {ratio:.3g} of the best run at the largest budget")
+        sized = (lambda c: math.sqrt(tokens_for(c, ratio)), f"D/N = {ratio:.3g} of the best run at the largest budget")
     size, how = sized
-    return [{"multiple": m, "compute": c_max * m, "params": size(c_max * m), "tokens": c_max * m / (6 * size(c_max * m)),
+    return [{"multiple": m, "compute": c_max * m, "params": size(c_max * m), "tokens": tokens_for(c_max * m, size(c_max * m)),
              "sized_by": how} for m in multiples]
 
 
@@ -214,7 +215,7 @@ def forecast(ladder: pd.DataFrame, targets: list[dict], sigma: float, seeds: int
         samples, fit_range = params.pop("samples", None), params.pop("fit_range", None)
         fitted[law] = {"params": params}
         if law == "approach3":  # replicas and range too, so harness-cost can plan from the forecast with intervals
-            fitted[law]["frontier"] = frontier_band(params, samples, ladder, max(t["params"] * t["tokens"] * 6 for t in targets))
+            fitted[law]["frontier"] = frontier_band(params, samples, ladder, max(training_flops(t["params"], t["tokens"]) for t in targets))
             fitted[law].update(fit_range=fit_range, samples=None if samples is None else samples.to_dict("records"))
         noise = np.exp(rng.normal(0, sigma / math.sqrt(seeds), reps.shape)) if math.isfinite(sigma) else 1.0
         left_out = []
@@ -227,7 +228,7 @@ def forecast(ladder: pd.DataFrame, targets: list[dict], sigma: float, seeds: int
         for j, t in enumerate(targets):
             interval = percentile_interval((reps * noise)[:, j], LEVEL) if len(reps) else (math.nan, math.nan)
             out.append({"law": law, "target": t.get("name", j), "params": t["params"], "tokens": t["tokens"],
-                        "compute": 6 * t["params"] * t["tokens"], "predicted": float(point[j]),
+                        "compute": training_flops(t["params"], t["tokens"]), "predicted": float(point[j]),
                         "interval90": list(interval), "lobo_rel_std": _rel_std(left_out[:, j], point[j]),
                         "lobo_max_rel_dev": _max_dev(left_out[:, j], point[j])})
     e_vs = {}
@@ -243,7 +244,7 @@ def frontier_band(params: dict, samples: pd.DataFrame | None, ladder: pd.DataFra
     largest target, with the 90% band of its bootstrap replicas."""
     from analysis.chinchilla import ChinchillaFit
 
-    cs = np.geomspace(float((6 * ladder[N] * ladder[D]).min()), 1.5 * c_top, points)
+    cs = np.geomspace(float(training_flops(ladder[N], ladder[D]).min()), 1.5 * c_top, points)
 
     def curve(p: dict) -> np.ndarray:
         if not (p["alpha"] > 0 and p["beta"] > 0):  # no compute-optimal allocation

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError, json_ready
+from analysis.data import AnalysisError
 from analysis.forecast import LAWS, score, verdict
+from harness.jsonsafe import json_ready
 
 
 def _target_runs(study_dir: Path, registered: dict) -> pd.DataFrame:

@@ -11,11 +11,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.chinchilla import ChinchillaFit, chinchilla_loss  # noqa: E402
+from analysis.chinchilla import ChinchillaFit  # noqa: E402
 from analysis.isoflop import IsoFlopFit  # noqa: E402
 from analysis.lr_batch import LrBatchFit, ThroughputCurve  # noqa: E402
 from analysis.powerlaw import PowerLawFit  # noqa: E402
 from analysis.systems import AttentionScaling  # noqa: E402
+from harness.flops import training_flops  # noqa: E402
 
 
 def save(fig: plt.Figure, stem: Path) -> list[Path]:
@@ -67,25 +68,20 @@ def plot_power_law(df: pd.DataFrame, fit: PowerLawFit, stem: Path, title: str = 
 def plot_chinchilla(df: pd.DataFrame, fit: ChinchillaFit, stem: Path, compute: str | None = None) -> list[Path]:
     """Loss vs compute (C = 6ND unless a column is named) with the compute-optimal loss L(N_opt, D_opt)."""
     n, d, loss = fit.columns
-    C = df[compute] if compute else 6 * df[n] * df[d]
+    C = df[compute] if compute else training_flops(df[n], df[d])
     fig, ax = plt.subplots(figsize=(5.5, 4))
     sc = ax.scatter(C, df[loss], c=np.log10(df[n]), s=14, cmap="viridis", zorder=3)
     fig.colorbar(sc, ax=ax, label=f"log10 {n}")
     grid = _span(C, extend=10.0)
-    if fit.samples is not None and len(fit.samples):
-        draws = np.array([chinchilla_loss(r, *_allocation(r, grid)) for r in fit.samples.to_dict("records")])
+    replicas = fit.replicas()
+    if replicas:
+        draws = np.array([r.predict(*r.optimal_allocation(grid)) for r in replicas])
         _band(ax, grid, draws, fit.level, "C3", f"{fit.level:.0%} band")
     ax.plot(grid, fit.predict(*fit.optimal_allocation(grid)), color="C3", label="compute-optimal L(N_opt, D_opt)")
     ax.set(xscale="log", yscale="log", xlabel="C = 6ND" if compute is None else compute, ylabel=loss,
            title="L = E + A/N^α + B/D^β")
     ax.legend(fontsize=8)
     return save(fig, stem)
-
-
-def _allocation(p: dict, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    al, be = p["alpha"], p["beta"]
-    G = (al * p["A"] / (be * p["B"])) ** (1 / (al + be))
-    return G * (C / 6) ** (be / (al + be)), (C / 6) ** (al / (al + be)) / G
 
 
 def plot_frontier(fit: ChinchillaFit | None, stem: Path, isoflop: IsoFlopFit | None = None,
@@ -97,8 +93,8 @@ def plot_frontier(fit: ChinchillaFit | None, stem: Path, isoflop: IsoFlopFit | N
     if fit is not None:
         n_opt, d_opt = fit.optimal_allocation(grid)
         a, b = fit.exponents
-        if fit.samples is not None and len(fit.samples):
-            alloc = [_allocation(r, grid) for r in fit.samples.to_dict("records")]
+        alloc = [r.optimal_allocation(grid) for r in fit.replicas()]
+        if alloc:
             _band(ax, grid, np.array([x[0] for x in alloc]), fit.level, "C0", None)
             _band(ax, grid, np.array([x[1] for x in alloc]), fit.level, "C1", None)
         ax.plot(grid, n_opt, color="C0", label=f"N_opt ∝ C^{a:.3f} (approach 3)")
@@ -254,7 +250,7 @@ def plot_forecast(registered: dict, targets: pd.DataFrame, stem: Path) -> list[P
     band = registered["laws"].get("approach3", {}).get("frontier")
     for k, ax in enumerate(axes[0]):
         shift = floor if k == 1 else 0.0
-        c = 6 * ladder["params"] * ladder["tokens"]
+        c = training_flops(ladder["params"], ladder["tokens"])
         ax.scatter(c, ladder["val_loss"] - shift, s=12, color="0.55", label="ladder (fitted)")
         if band:
             ax.plot(band["C"], np.array(band["mid"]) - shift, color="C0", label="approach 3 frontier")

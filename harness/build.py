@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import math
+from typing import Any
 
 import psutil
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.config import choose, fail, positive
 from harness.data import Dataset, build_data, data_identity
+from harness.flops import training_flops
 from harness.models import build_model
 from harness.models.layers import count_params
 from harness.train import budget_steps, check_step_cap, check_training
@@ -33,6 +35,7 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
     if cfg.threads != "auto":
         positive("threads", cfg.threads)
     positive("peak_flops_per_s", cfg.peak_flops_per_s, allow_none=True, integer=False)
+    check_analyses(cfg.get("analyses"))
     data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed),
                  data_identity(cfg.data))
     with torch.device("meta"):  # shapes only: check the weights fit before allocating them
@@ -52,13 +55,25 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
     check_training(cfg)
     convention = choose("trainer.flops_per_token", cfg.trainer.flops_per_token, ["analytic", "6N"])
     tpe = data.spec.tokens_per_example
-    budget_flops = 6 * count_params(model) * tpe if convention == "6N" else model.flops_per_example()
+    budget_flops = training_flops(count_params(model), tpe) if convention == "6N" else model.flops_per_example()
     steps = check_step_cap(cfg.trainer, budget_steps(cfg.trainer, batch, tpe, budget_flops, data.unique_train_tokens))
     if cfg.trainer.fresh_data and epochs(steps * batch * tpe, data) > 1:
         fail("data.train_tokens", data.unique_train_tokens, f"the run reads {steps * batch * tpe:,} tokens, "
              f"{epochs(steps * batch * tpe, data):.2f} epochs, but trainer.fresh_data=true forbids repeats: "
              "raise data.train_tokens (markov: `stream`) or lower the budget")
     return data, model, steps
+
+
+def check_analyses(names: Any) -> None:
+    """A study's report sections (`analyses`) must exist: a typo fails at study start, not after the runs."""
+    if not names:
+        return
+    from analysis.registry import ANALYSES  # the report's registry (loads matplotlib): only when names are given
+
+    if not isinstance(names, (ListConfig, list)):
+        fail("analyses", names, "must be a list of analysis names", ANALYSES)
+    for name in names:
+        choose("analyses", name, ANALYSES)
 
 
 def epochs(tokens: float, data: Dataset) -> float:

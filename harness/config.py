@@ -13,9 +13,11 @@ from typing import Any, Iterable, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.flops import tokens_for
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Keys that place or label a run but do not change what it computes: excluded from run_id.
-NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra",
+NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra", "analyses",
                      "trainer.checkpoint_every", "trainer.keep_checkpoint")
 FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]*")
 
@@ -25,7 +27,7 @@ def isoflop_params(compute: float, tokens_per_param: float, multiple: float = 1.
 
     Lets a study place its sizes around each FLOP budget's expected optimum (IsoFLOP ladders).
     """
-    return max(1, round(math.sqrt(float(compute) / (6.0 * float(tokens_per_param))) * float(multiple)))
+    return max(1, round(math.sqrt(tokens_for(float(compute), float(tokens_per_param))) * float(multiple)))
 
 
 OmegaConf.register_new_resolver("isoflop_params", isoflop_params, replace=True)

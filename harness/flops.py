@@ -39,3 +39,15 @@ def transformer_block(d_model: int, d_ff: int, seq_len: int) -> tuple[int, int]:
     """One decoder block per token: (dense FLOPs of QKV, output and MLP weights, attention-score FLOPs)."""
     dense = linear(d_model, 3 * d_model) + linear(d_model, d_model) + linear(d_model, d_ff) + linear(d_ff, d_model)
     return dense, attention_scores(seq_len, d_model)
+
+
+def training_flops(params, tokens):
+    """C = 6·N·D: the scaling-law compute of training N parameters on D tokens (Kaplan et al. 2020;
+    Hoffmann et al. 2022), i.e. `linear`'s 6 FLOPs per weight per token, attention and elementwise ops
+    left out. Works on numbers, numpy arrays and pandas columns alike."""
+    return 2 * FWD_BWD * params * tokens
+
+
+def tokens_for(compute, params):
+    """D = C / (6·N): the tokens that spend `compute` on `params` parameters (inverse of `training_flops`)."""
+    return compute / training_flops(params, 1)

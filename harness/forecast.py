@@ -143,7 +143,7 @@ class Forecast:
             "lr_rule": json.loads(self.rule_file.read_text()), "targets": targets,
             "ladder": ladder[["run_id", "budget", "size_mult", "params", "tokens", "val_loss"]].to_dict("records"),
             **result}
-        from analysis.data import json_ready
+        from harness.jsonsafe import json_ready
 
         write_atomic(self.forecast_file, json.dumps(json_ready(registered), indent=2) + "\n")
         print(f"forecast: pre-registered {len(result['forecasts'])} forecasts -> {self.forecast_file}", flush=True)

@@ -7,7 +7,6 @@ Every read is validated (`inspect_result`): a file that is not a complete result
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+
+from harness.jsonsafe import json_ready
 
 FINISHED = ("ok", "diverged", "skipped")  # statuses a resumed study does not retrain
 STATUSES = ("ok", "diverged", "oom", "skipped", "failed")
@@ -45,19 +46,8 @@ def write_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def write_result(run_dir: Path, result: dict) -> None:
-    write_atomic(run_dir / RESULT, json.dumps(_clean(result), indent=2, default=str) + "\n")
+    write_atomic(run_dir / RESULT, json.dumps(json_ready(result), indent=2, default=str) + "\n")
 
 
 def check_result(result: Any, run_dir: Path) -> str | None:

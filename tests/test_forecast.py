@@ -171,7 +171,7 @@ def test_smoke_forecast_preregisters_keeps_and_scores(tmp_path):
 
 def test_a_registered_forecast_is_a_law_harness_cost_plans_from_with_intervals(tmp_path):
     from analysis.cost import load_law, plan_cost
-    from analysis.data import json_ready
+    from harness.jsonsafe import json_ready
 
     runs = ladder(np.random.default_rng(1), 0.005)
     got = forecast(runs, place_targets(runs, [10]), 0.005, seeds=2, bootstrap=20, laws=("approach3",), lobo=False)
