@@ -76,7 +76,7 @@ SUMMARY = {
     "checkpoints": _m("count", "harness.checkpoint.Checkpointer", "time/checkpoints", "checkpoints saved"),
     "checkpoint_s": _m("s", "harness.checkpoint.Checkpointer", "time/checkpoint_s", "time spent saving them"),
     "resumed_from_step": _m("count", "harness.checkpoint.Checkpointer", "time/resumed_from_step",
-                            "the checkpoint step this attempt restored (null: it started at step 0)"),
+                            "step of the checkpoint this attempt resumed from (null: it started at step 0)"),
     # speed and utilisation (global over ranks, from the median step)
     "samples_per_s": _m("samples/s", f"{MET}.throughput", "perf/samples_per_s", "examples per second"),
     "tokens_per_s": _m("tokens/s", f"{MET}.throughput", "perf/tokens_per_s", "tokens per second"),
