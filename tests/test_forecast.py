@@ -42,7 +42,7 @@ def test_intervals_cover_the_seed_mean_at_close_to_their_nominal_rate():
         runs = ladder(rng, sigma)
         target = place_targets(runs, [10])
         measured = law(target[0]["params"], target[0]["tokens"]) * math.exp(rng.normal(0, sigma / math.sqrt(2)))
-        got = forecast(runs, target, sigma, seeds=2, bootstrap=100, seed=t, laws=tuple(covered), lobo=False)
+        got = forecast(runs, target, sigma, seeds=2, bootstrap=40, seed=t, laws=tuple(covered), lobo=False)
         table = pd.DataFrame({"target": [0], "val_loss": [measured]})
         for row in score(got["forecasts"], table, floor=TRUE["E"]):
             if row["law"] in covered:

@@ -86,9 +86,8 @@ def test_cancelled_job_resumes_from_its_checkpoint(slurm_cluster, runs, tmp_path
     logs = "".join(p.read_text(errors="replace") for p in Path(runs).rglob("*_log.*"))
     assert "resuming from step" in logs  # the second job continued from the checkpoint, not from step 0
     [record] = results(runs)
-    assert record["status"] == "ok" and not ckpt.exists()
-    reference = run(compose(args + [f"out_dir={tmp_path}/ref"]))
-    assert record["metrics"]["train_loss"] == pytest.approx(reference.metrics["train_loss"], rel=1e-6)
+    assert record["status"] == "ok" and not ckpt.exists() and record["metrics"]["resumed_from_step"] >= 20
+    # that a resumed run ends where an uninterrupted one does (1e-6) is tests/test_checkpoint.py's SIGKILL test
 
 
 def test_gpu_request_on_a_cpu_cluster_fails_in_one_line(slurm_cluster, runs):

@@ -46,8 +46,8 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-# a requeued job waits cred_expire seconds before it starts again (default 120): 30 keeps the requeue test short
-AuthInfo=cred_expire=30
+# a requeued job waits cred_expire seconds before it starts again (default 120): 10 keeps the requeue test short
+AuthInfo=cred_expire=10
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
