@@ -57,17 +57,22 @@ def test_two_task_job_trains_one_data_parallel_run(slurm_cluster, runs, tmp_path
     assert (abs(a - b) <= 1e-5 * abs(a)).all()
 
 
+def first_checkpoint(runs, timeout: float = 180) -> Path | None:
+    """The run's checkpoint file once it is written (non-empty), or None after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = list(Path(runs).rglob("checkpoint.pt"))
+        if found and found[0].stat().st_size:
+            return found[0]
+        time.sleep(0.5)
+    return None
+
+
 def test_cancelled_job_resumes_from_its_checkpoint(slurm_cluster, runs, tmp_path):
     # long enough that a quiet machine cannot finish between the first checkpoint and the scancel
     args = small("transformer", runs, "trainer.max_steps=3000", "trainer.checkpoint_every=20")
     proc = harness(*args, wait=False)
-    ckpt = None
-    deadline = time.time() + 180
-    while time.time() < deadline and ckpt is None:
-        found = list(Path(runs).rglob("checkpoint.pt"))
-        if found and found[0].stat().st_size:
-            ckpt = found[0]
-        time.sleep(0.5)
+    ckpt = first_checkpoint(runs)
     assert ckpt is not None, "no checkpoint within 180 s"
     job = job_of(runs)
     subprocess.run(["scancel", job], check=True)
@@ -106,13 +111,7 @@ def test_preempted_job_checkpoints_requeues_itself_and_resumes(slurm_cluster, ru
     trained once."""
     args = small("transformer", runs, "trainer.max_steps=3000", "trainer.checkpoint_every=20")
     proc = harness(*args, wait=False)
-    job = None
-    deadline = time.time() + 180
-    while time.time() < deadline and job is None:
-        found = list(Path(runs).rglob("checkpoint.pt"))
-        if found and found[0].stat().st_size:
-            job = job_of(runs)
-        time.sleep(0.5)
+    job = job_of(runs) if first_checkpoint(runs) else None
     assert job is not None, "no checkpoint within 180 s"
     for sig in ("TERM", "USR2"):  # a preemption as submitit's own Job._interrupt() sends it
         subprocess.run(["scancel", f"--signal={sig}", job], check=True)
