@@ -30,23 +30,30 @@ STUDY_START_S = 8.0  # process start, composing and checking every job, before t
 RUN_GAP_S = 0.6  # per run, outside its own wall_s: launcher, wandb start, writing results
 
 
-def activation_bytes(model: torch.nn.Module, data: Dataset, precision: str) -> int | None:
-    """Bytes autograd saves for backward in one forward pass of one example, counted on the meta device."""
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        saved[id(t)] = t.numel() * (BYTES[precision] if t.is_floating_point() else t.element_size())
-        return t
-
+def activation_bytes(model: torch.nn.Module, data: Dataset, precision: str) -> tuple[int, int] | None:
+    """(bytes per example, bytes independent of the batch) that autograd saves for backward in one forward
+    pass, counted on the meta device at batch 1 and 2. The difference is what grows with the batch; what does
+    not (weights saved by matmuls, or their bf16 casts) is counted once, not once per example."""
     spec = data.spec
-    shape = {"tokens": (1, spec.seq_len), "image": (1, *spec.image_shape), "vector": (1, spec.input_dim)}[spec.kind]
-    x = torch.zeros(shape, dtype=torch.long if spec.kind == "tokens" else torch.float32, device="meta")
-    try:
+    shape = {"tokens": (spec.seq_len,), "image": tuple(spec.image_shape), "vector": (spec.input_dim,)}[spec.kind]
+
+    def saved_at(batch: int) -> int:
+        saved: dict[int, int] = {}
+
+        def pack(t: torch.Tensor):
+            saved[id(t)] = t.numel() * (BYTES[precision] if t.is_floating_point() else t.element_size())
+            return t
+
+        x = torch.zeros((batch, *shape), dtype=torch.long if spec.kind == "tokens" else torch.float32, device="meta")
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model(x)
+        return sum(saved.values())
+
+    try:
+        one, two = saved_at(1), saved_at(2)
     except (NotImplementedError, RuntimeError):  # an op without a meta kernel (e.g. fused RNNs)
         return None
-    return sum(saved.values())
+    return two - one, max(0, 2 * one - two)
 
 
 def estimate(cfg: DictConfig) -> dict:
@@ -59,7 +66,7 @@ def estimate(cfg: DictConfig) -> dict:
     act = activation_bytes(model, data, precision)
     micro = batch // int(cfg.trainer.grad_accum)
     state = n * 4 * (2 + OPTIMIZER_STATE[cfg.optim.name])  # fp32 weights, grads, optimizer state
-    memory = state + (act * micro if act is not None else 0)
+    memory = state + (act[0] * micro + act[1] if act is not None else 0)
     return {"device": device, "params": n, "steps": steps, "flops": flops, "memory_bytes": memory,
             "activations_counted": act is not None}
 

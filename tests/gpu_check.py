@@ -45,8 +45,10 @@ PRESETS = {
         "devices": {"transformer": [1e5, 1e6, 1e7, 5e7], "lstm": [1e5, 1e6, 1e7]},
         "devices_run": ["data.seq_len=128", "trainer.batch_size=32"],
         "devices_steps": {"cpu": 12, "cuda": 40},
-        "mfu": ["model.target_params=1e8", "model.n_layers=12", "model.n_heads=12", "data.seq_len=512",
-                "trainer.batch_size=32", "trainer.precision=bf16", "trainer.max_steps=40",
+        # GPT-2-small widths at 14 layers, ~99M parameters (d_model 768, head_dim 64, d_ff 3072): tensor-core
+        # friendly, unlike a target_params search, whose width lands on a multiple of n_heads (head_dim 69)
+        "mfu": ["model.d_model=768", "model.n_layers=14", "model.n_heads=12", "data.seq_len=512",
+                "trainer.batch_size=128", "trainer.precision=bf16", "trainer.max_steps=40",
                 "trainer.timing_warmup_steps=5"],
         "attention": {"lengths": [1024, 2048, 4096, 8192, 16384], "batch": 8, "d_model": 1024, "heads": 16},
     },
