@@ -16,8 +16,12 @@ Recipe (the `forecast` study; harness/forecast.py runs it):
    sigma_seed the spread of log loss between seeds of the same config (the `noise` stage), so the interval
    covers the seed-averaged loss the target runs will measure, not only the law's mean.
 4. Sensitivity. Each law refitted with one fit budget left out; the spread of its forecast is reported.
+   With a known floor F, approach3_floor fits L - F = A/N^alpha + B/D^beta beside the free fit (recovering
+   the floor is part of the test, so the free fit is never replaced).
 5. Scoring. rel_error = predicted / measured - 1; with a known floor F (markov: the best loss reachable
-   from a window, `loss_floor`), reducible_rel_error = (predicted - F) / (measured - F) - 1.
+   from a window; facts: the noise entropy; `loss_floor`), reducible_rel_error = (predicted - F) / (measured - F) - 1.
+   A target is a valid test only if its N is within the ladder's support and it beats the best cheaper ladder
+   run by 2 seed sigmas (`validity`); an invalid one is reported as such, never as the law's success or failure.
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ from harness.flops import tokens_for, training_flops
 
 LEVEL = 0.90
 LAWS = ("approach3", "no_offset", "frontier", "approach2")
+FLOOR_LAW = "approach3_floor"  # approach 3 with E held at a known floor: beside the free fit, never instead of it
+SUPPORT = 4.0  # a target's N may lie up to this many times above the ladder's largest size (and not below its smallest)
 N, D, C, LOSS = "params", "tokens", "C", "val_loss"
 
 
@@ -111,12 +117,18 @@ def _predict_no_offset(theta: np.ndarray, n: float, d: float) -> np.ndarray:
 
 
 def _predictions(law: str, ladder: pd.DataFrame, targets: list[tuple[float, float]], bootstrap: int,
-                 seed: int, warm: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                 seed: int, warm: dict | None = None, floor: float | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(point predictions (T,), bootstrap predictions (B, T), fitted parameters) of one law.
 
     `warm`: parameters of a fit on more points to start from instead of the full grid (leave-one-out refits).
     Approach 3's parameters carry its bootstrap replicas under `samples` and its `fit_range`."""
     cs = np.array([training_flops(n, d) for n, d in targets])
+    if law == FLOOR_LAW:  # L - floor = A/N^alpha + B/D^beta: the no-offset law on the reducible loss
+        reducible = ladder.assign(**{LOSS: ladder[LOSS] - floor})
+        if not (reducible[LOSS] > 0).all():
+            raise AnalysisError(f"{FLOOR_LAW}: a ladder run is at or below the known floor {floor:.4g}")
+        point, reps, params = _predictions("no_offset", reducible, targets, bootstrap, seed, warm)
+        return point + floor, reps + floor, {"E": floor, **params}
     if law == "approach3":
         fit = fit_chinchilla(ladder, N, D, LOSS, bootstrap=bootstrap, seed=seed, level=LEVEL,
                              starts=None if warm is None else [warm])
@@ -195,20 +207,22 @@ def place_targets(ladder: pd.DataFrame, multiples: list[float]) -> list[dict]:
 
 
 def forecast(ladder: pd.DataFrame, targets: list[dict], sigma: float, seeds: int, bootstrap: int = 200,
-             seed: int = 0, floor: float | None = None, laws: tuple[str, ...] = LAWS,
+             seed: int = 0, floor: float | None = None, laws: tuple[str, ...] | None = None,
              lobo: bool = True) -> dict[str, Any]:
     """Each law's prediction at each target, its 90% interval and leave-one-budget-out spread.
 
     `ladder`: one row per fit run with params, tokens, val_loss and budget (the FLOP budget it belongs to);
     `targets`: dicts with params and tokens (as place_targets gives, or the runs' own measured N and D).
+    `laws`: by default LAWS, and approach3_floor (E fixed at `floor`) when the floor is known.
     """
+    laws = laws or (LAWS + ((FLOOR_LAW,) if floor is not None else ()))
     nd = [(t["params"], t["tokens"]) for t in targets]
     rng = np.random.default_rng(seed + 1)
     budgets = sorted(ladder["budget"].unique())
     fitted, out = {}, []
     for law in laws:
         try:
-            point, reps, params = _predictions(law, ladder, nd, bootstrap, seed)
+            point, reps, params = _predictions(law, ladder, nd, bootstrap, seed, floor=floor)
         except (AnalysisError, FloatingPointError) as e:
             fitted[law] = {"error": str(e)}
             continue
@@ -221,7 +235,7 @@ def forecast(ladder: pd.DataFrame, targets: list[dict], sigma: float, seeds: int
         left_out = []
         for b in budgets if lobo else []:
             try:
-                left_out.append(_predictions(law, ladder[ladder.budget != b], nd, 0, seed, warm=params)[0])
+                left_out.append(_predictions(law, ladder[ladder.budget != b], nd, 0, seed, warm=params, floor=floor)[0])
             except (AnalysisError, FloatingPointError):
                 continue
         left_out = np.array(left_out).reshape(-1, len(nd))
@@ -269,8 +283,29 @@ def _max_dev(values: np.ndarray, ref: float) -> float | None:
 
 # ---- 5. scoring ---------------------------------------------------------------------------------------
 
-def score(registered: list[dict], measured: pd.DataFrame, floor: float | None) -> list[dict]:
-    """Each pre-registered forecast with the seed-mean loss of its target's runs (`measured` has target, val_loss)."""
+def validity(target: dict, measured: float, ladder: pd.DataFrame, sigma: float) -> tuple[bool, str | None]:
+    """Whether a target run can test a law at all, and why not.
+
+    Invalid when its N lies outside what the ladder supports (below the smallest size or more than SUPPORT x
+    the largest), or when its measured loss is not below the best ladder run of lower compute by 2 seed
+    sigmas: a larger run that does not beat cheaper ones measures a bad recipe (LR, size), not the law."""
+    n_lo, n_hi = float(ladder[N].min()), float(ladder[N].max())
+    if not n_lo <= target["params"] <= SUPPORT * n_hi:
+        return False, (f"N = {target['params']:,.0f} lies outside the ladder's support [{n_lo:,.0f}, "
+                       f"{SUPPORT * n_hi:,.0f}] ({SUPPORT:g}x its largest size)")
+    cheaper = ladder[training_flops(ladder[N], ladder[D]) < target["compute"]]
+    if len(cheaper) and math.isfinite(measured):
+        best, margin = float(cheaper[LOSS].min()), 2 * sigma if math.isfinite(sigma) else 0.0
+        if measured >= best * math.exp(-margin):
+            return False, (f"measured {measured:.4f} is not below the best cheaper ladder run ({best:.4f}) by 2 seed "
+                           f"sigmas ({margin:.2%}): it cannot test a law")
+    return True, None
+
+
+def score(registered: list[dict], measured: pd.DataFrame, floor: float | None, ladder: pd.DataFrame | None = None,
+          sigma: float = math.nan) -> list[dict]:
+    """Each pre-registered forecast with the seed-mean loss of its target's runs (`measured` has target, val_loss),
+    and, given the `ladder`, whether the target is a valid test (`validity`)."""
     means = measured.groupby("target")[LOSS].agg(["mean", "std", "count"])
     scored = []
     for f in registered:
@@ -279,6 +314,8 @@ def score(registered: list[dict], measured: pd.DataFrame, floor: float | None) -
         m = float(got["mean"]) if got is not None else math.nan
         row.update(measured=m if math.isfinite(m) else None, seeds=int(got["count"]) if got is not None else 0,
                    seed_std=float(got["std"]) if got is not None and got["count"] > 1 else None)
+        valid, why = validity(f, m, ladder, sigma) if ladder is not None and got is not None else (None, None)
+        row.update(valid=valid, invalid_reason=why)
         if row["measured"] is None:
             row.update(rel_error=None, reducible_rel_error=None, covered=None)
         else:
@@ -293,10 +330,11 @@ def score(registered: list[dict], measured: pd.DataFrame, floor: float | None) -
 def verdict(row: dict) -> str:
     """One line per scored forecast, for the terminal."""
     if row.get("measured") is None:
-        return f"{row['law']:>10} target {row['target']}: predicted {row['predicted']:.4f}, not yet measured"
+        return f"{row['law']:>15} target {row['target']}: predicted {row['predicted']:.4f}, not yet measured"
     lo, hi = row["interval90"]
     red = "" if row.get("reducible_rel_error") is None else f", reducible {row['reducible_rel_error']:+.1%}"
     cov = {True: "inside", False: "OUTSIDE", None: "no"}[row["covered"]]
-    return (f"{row['law']:>10} target {row['target']} ({row['compute']:.2g} FLOPs): predicted {row['predicted']:.4f} "
+    test = {True: "valid test", False: f"INVALID TEST: {row.get('invalid_reason')}", None: "validity unknown"}
+    return (f"{row['law']:>15} target {row['target']} ({row['compute']:.2g} FLOPs): predicted {row['predicted']:.4f} "
             f"[{lo:.4f}, {hi:.4f}], measured {row['measured']:.4f}: error {row['rel_error']:+.2%}{red}, "
-            f"{cov} the 90% interval")
+            f"{cov} the 90% interval; {test[row.get('valid')]}")

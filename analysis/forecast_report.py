@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import AnalysisError
-from analysis.forecast import LAWS, score, verdict
+from analysis.forecast import FLOOR_LAW, LAWS, score, verdict
 from harness.jsonsafe import json_ready
 
 
@@ -63,10 +63,12 @@ def write_report(study_dir: str | Path, out: str | Path, bootstrap: int = 200) -
     registered = json.loads(path.read_text())
     runs = _target_runs(study_dir, registered)
     floor = registered.get("loss_floor")
-    scored = score(registered["forecasts"], runs, floor)
+    scored = score(registered["forecasts"], runs, floor, pd.DataFrame(registered["ladder"]),
+                   registered.get("seed_sigma_log") or float("nan"))
     report = {"study": registered["study"], "task": registered["task"], "scale": registered["scale"],
               "registered_at": registered["registered_at"], "loss_floor": floor,
               "entropy_rate": registered.get("entropy_rate"), "E_vs_floor": registered.get("E_vs_floor"),
+              "theory": registered.get("theory") or {},
               "seed_sigma_log": registered.get("seed_sigma_log"), "lr_rule": registered["lr_rule"],
               "laws": registered["laws"], "targets": registered["targets"], "forecasts": scored,
               "target_runs": runs[["run_id", "target", "params", "tokens", "val_loss"]].to_dict("records"),
@@ -95,23 +97,38 @@ def markdown(r: dict) -> str:
     if r["warnings"]:
         lines += ["**Warnings**", ""] + [f"- {w}" for w in r["warnings"]] + [""]
     lines += ["## Forecasts vs measured", "",
-              "| law | target | N | D | C | predicted | 90% interval | measured (seeds) | error | reducible error | covered | leave-one-budget-out std |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| law | target | N | D | C | predicted | 90% interval | measured (seeds) | error | reducible error | covered | leave-one-budget-out std | valid test |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in r["forecasts"]:
         lo, hi = f["interval90"]
         meas = "–" if f["measured"] is None else f"{f['measured']:.4f} ({f['seeds']})"
+        valid = {True: "yes", False: "**no**", None: "–"}[f.get("valid")]
         lines.append(f"| {f['law']} | {f['target']} | {f['params']:,.0f} | {f['tokens']:.3g} | {f['compute']:.3g} | "
                      f"{f['predicted']:.4f} | [{_num(lo)}, {_num(hi)}] | {meas} | {_pct(f['rel_error'])} | "
-                     f"{_pct(f['reducible_rel_error'])} | {f['covered']} | {_pct(f['lobo_rel_std'])} |")
+                     f"{_pct(f['reducible_rel_error'])} | {f['covered']} | {_pct(f['lobo_rel_std'])} | {valid} |")
+    invalid = {f["target"]: f["invalid_reason"] for f in r["forecasts"] if f.get("valid") is False}
+    lines += [""] + [f"- **Invalid test** at target {t}: {why}. Its errors say nothing about the laws."
+                     for t, why in invalid.items()]
     lines += ["", "```"] + [verdict(f) for f in r["forecasts"]] + ["```", "", "## Laws (fitted on the ladder)", ""]
-    for law in LAWS:
-        got = r["laws"].get(law, {})
+    for law in [*LAWS, FLOOR_LAW]:
+        got = r["laws"].get(law)
+        if got is None:
+            continue
         lines.append(f"- **{law}**: " + (f"not fitted: {got['error']}" if "error" in got else
                                         ", ".join(f"{k} = {_num(v)}" for k, v in got.get("params", {}).items())))
     e = r.get("E_vs_floor") or {}
     if e:
         lines += ["", f"Approach 3's fitted floor E = {e['E']:.4f} vs the known floor {e['floor']:.4f} "
                       f"(entropy rate {_num(r['entropy_rate'])}): {e['rel_error']:+.2%}."]
+    theory = r.get("theory") or {}
+    if theory.get("data_exponent") is not None:
+        lines += ["", "Exponents, fitted vs theory (Hutter 2021: beta = a/(1+a); the quantization model: alpha ~ a):", "",
+                  "| law | alpha (N) | beta (D) |", "|---|---|---|",
+                  f"| theory | {_num(theory.get('param_exponent'))} | {_num(theory['data_exponent'])} |"]
+        for law in ("approach3", FLOOR_LAW):
+            p = r["laws"].get(law, {}).get("params", {})
+            if "alpha" in p:
+                lines.append(f"| {law} | {_num(p['alpha'])} | {_num(p['beta'])} |")
     lines += ["", "## Learning-rate rule", "",
               f"lr = {rule['lr_ref']:.4g} × (N / {rule['n_ref']:,.0f})^{rule['exponent']:.3f}, from the best LR of "
               "each size on the grid at the smallest fit budget (vertex of a parabola in log LR):", "",

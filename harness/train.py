@@ -16,6 +16,7 @@ from harness.checkpoint import parse_every
 from harness.config import choose, fail, non_negative, positive
 from harness.distributed import World, mean, no_sync, shard, world_size, wrap
 from harness.data import Dataset
+from harness.data.base import IGNORE
 from harness.metrics import sync
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class TrainOutcome:
     steps: int = 0
     train_loss: float = float("nan")
     val_loss: float = float("nan")
+    val_loss_sampled: float | None = None  # the drawn tokens' loss, where val_loss is exact (data.truth)
     lr_peak: float = float("nan")  # the LR after warmup (optim.lr, scaled by the size rule if one is set)
 
 
@@ -191,16 +193,31 @@ def loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, autocast) -> float:
-    """Mean validation loss over the fixed first `n_examples` validation examples."""
+def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, autocast) -> tuple[float, float | None]:
+    """(val_loss, val_loss_sampled) over the fixed first `n_examples` validation examples, per scored target.
+
+    Where the source's next-token law p is known (`data.truth`), val_loss is the cross-entropy against it,
+    -sum_v p_v log q_v, which has the sampled loss's expectation without the noise of the drawn tokens, and
+    val_loss_sampled is the drawn tokens' loss; elsewhere val_loss is the drawn targets' loss and the second None.
+    """
     model.eval()
-    lossf, total, count = loss_fn(data.spec.loss), 0.0, 0
+    lossf, sampled, exact, count = loss_fn(data.spec.loss), 0.0, 0.0, 0
     for x, y in data.val_batches(n_examples, batch_size):
         with autocast:
-            total += lossf(model(x), y).item() * len(x)
-        count += len(x)
+            out = model(x)
+        if data.spec.loss != "ce":
+            sampled, count = sampled + lossf(out, y).item() * len(x), count + len(x)
+            continue
+        logq = F.log_softmax(out.float(), -1)
+        scored = y != IGNORE
+        sampled += -logq.gather(-1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)[scored].sum().item()
+        if data.truth is not None:
+            exact += -(data.truth(x) * logq).sum(-1)[scored].sum().item()
+        count += int(scored.sum())
     model.train()
-    return total / count
+    if data.truth is not None:
+        return exact / count, sampled / count
+    return sampled / count, None
 
 
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
@@ -258,11 +275,13 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         out.data_time_s += data_s
         out.steps, out.train_loss = step + 1, loss_value
         last = step == steps - 1
-        val = evaluate(model, data, eval_n, micro, autocast) if last or (eval_every and (step + 1) % eval_every == 0) else None
+        val, val_sampled = (evaluate(model, data, eval_n, micro, autocast)
+                            if last or (eval_every and (step + 1) % eval_every == 0) else (None, None))
         if val is not None:
-            out.val_loss = val
+            out.val_loss, out.val_loss_sampled = val, val_sampled
         if last or step % log_every == 0 or val is not None:
-            row = {"step": step + 1, "train_loss": loss_value, "val_loss": val, "lr": base_lr * factor(step),
+            row = {"step": step + 1, "train_loss": loss_value, "val_loss": val, "val_loss_sampled": val_sampled,
+                   "lr": base_lr * factor(step),
                    "step_time_s": dt, "data_time_s": data_s,
                    "grad_norm": float(grad_norm) if grad_norm is not None else None}
             out.history.append(row)

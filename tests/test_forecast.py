@@ -142,7 +142,7 @@ def test_epochs_are_recorded_and_can_set_the_budget(tmp_path):
 def test_smoke_forecast_preregisters_keeps_and_scores(tmp_path):
     def forecast_cli(*args):
         env = {**os.environ, "WANDB_SILENT": "true", "OPENBLAS_NUM_THREADS": "1"}
-        out = subprocess.run([sys.executable, "-m", "harness.forecast", "scale=smoke", f"out_dir={tmp_path}",
+        out = subprocess.run([sys.executable, "-m", "analysis.forecast_study", "scale=smoke", f"out_dir={tmp_path}",
                               "logger=none", "bootstrap=50", *args], capture_output=True, text=True, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
         return out

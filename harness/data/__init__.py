@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from harness.config import choose
 from harness.data.base import Dataset, DataSpec
+from harness.data.facts import build_facts
 from harness.data.images import build_images
 from harness.data.markov import build_markov
 from harness.data.teacher import build_teacher
@@ -20,6 +21,7 @@ TASKS: dict[str, Callable[[DictConfig, int], Dataset]] = {
     "teacher": build_teacher,
     "images": build_images,
     "markov": build_markov,
+    "facts": build_facts,
     "pycode": build_pycode,
     "text": build_text,
 }

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
 from harness.config import fail
+
+IGNORE = -100  # a target that is not scored (F.cross_entropy's ignore_index)
 
 
 @dataclass
@@ -49,14 +51,17 @@ class StreamSource(Protocol):
 
 
 class Dataset:
-    """Examples (`x`, `y`) for train and validation. For token tasks `x` holds one stream per split.
+    """Examples (`x`, `y`) for train and validation. For token tasks `x` holds one stream per split and `y`
+    the targets' stream (the same stream, or a copy with unscored positions set to -100).
 
     With a `stream` the training split is generated on demand (never repeated) and `train` is empty.
     """
 
     def __init__(self, spec: DataSpec, train: tuple[torch.Tensor, torch.Tensor],
-                 val: tuple[torch.Tensor, torch.Tensor], stream: StreamSource | None = None):
+                 val: tuple[torch.Tensor, torch.Tensor], stream: StreamSource | None = None,
+                 truth: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.spec, self.train, self.val, self.stream = spec, train, val, stream
+        self.truth = truth  # inputs (B, T) -> the source's true next-token law (B, T, V), where it is known
         self.device = torch.device("cpu")
         self._check_sizes()
 
@@ -84,7 +89,7 @@ class Dataset:
     def to(self, device: torch.device) -> "Dataset":
         """A copy on the training device (moved once, so batches need no host copy); self is unchanged."""
         moved = Dataset(self.spec, tuple(t.to(device) for t in self.train), tuple(t.to(device) for t in self.val),
-                        self.stream)
+                        self.stream, self.truth)
         moved.device = device
         return moved
 
@@ -117,8 +122,7 @@ class Dataset:
         if self.spec.kind != "tokens":
             return x[idx], y[idx]
         window = idx[:, None] + torch.arange(self.spec.seq_len + 1, device=self.device)
-        tokens = x[window]
-        return tokens[:, :-1], tokens[:, 1:]
+        return x[window][:, :-1], y[window][:, 1:]  # y: the same stream, or one with unscored targets masked
 
 
 class EpochSampler:

@@ -155,4 +155,6 @@ def build_markov(cfg: DictConfig, seed: int) -> Dataset:
     train = torch.zeros(0, dtype=torch.long) if streaming else sample_chain(chain, n_train, np.random.default_rng([seed, 2]))
     info = {"entropy_rate": entropy_rate(probs), "loss_floor": window_floor(probs, seq_len)}
     spec = DataSpec(kind="tokens", loss="ce", n_outputs=V, seq_len=seq_len, info=info)
-    return Dataset(spec, (train, train), (val, val), MarkovStream(chain, seq_len) if streaming else None)
+    # order 1: every position's whole context is in the window, so its true next-token law is probs[token]
+    truth = (lambda x: probs.to(x.device)[x]) if k == 1 else None
+    return Dataset(spec, (train, train), (val, val), MarkovStream(chain, seq_len) if streaming else None, truth)

@@ -1,7 +1,12 @@
 """`harness-forecast`: fit a law on a ladder of small runs, write the forecast down, train the larger runs, score.
 
-    harness-forecast scale=smoke|cpu|gpu [task=markov|pycode] [out_dir=runs] [step=STEP] [bootstrap=200]
-                     [any Hydra override, e.g. hydra/launcher=basic or logger=none]
+    harness-forecast scale=smoke|cpu|gpu [task=facts|markov|pycode] [task_seed=0] [out_dir=runs] [step=STEP]
+                     [bootstrap=200] [any Hydra override, e.g. hydra/launcher=basic or logger=none]
+
+Tasks: `facts` (Zipf-distributed key -> value records: a known floor and known exponents), `markov` (the scale's
+Zipf chain), `pycode` (Python source bytes, no known floor). `task_seed=K` draws another instance of a
+synthetic task (facts: new keys and values; markov: a new chain) into its own study folder: the recipe is
+tuned on instance 0 and must hold on the others.
 
 Steps, in order (`step=all`, the default, runs each that is not done; `step=NAME` runs one), each a multirun
 of `sweeps/forecast.yaml` into `<out_dir>/<study>/` (study `forecast`, or `forecast_<task>`):
@@ -24,25 +29,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.config import EXIT_BAD_INPUT, ConfigError, choose, compose, exit_bad_input, fail, positive
+from harness.config import EXIT_BAD_INPUT, ConfigError, choose, compose, exit_bad_input, fail, non_negative, positive
 from harness.results import RESULT, write_atomic
 
-TASKS = ("markov", "pycode")  # markov: the scale's Zipf chain (sweeps/forecast.yaml grid.<scale>.task)
+TASKS = ("markov", "facts", "pycode")  # markov: the scale's Zipf chain (sweeps/forecast.yaml grid.<scale>.task)
+INSTANCE_KEY = {"markov": "data.chain_seed", "facts": "data.task_seed"}  # what task_seed sets, per task
 STEPS = ("lr", "ladder", "noise", "register", "targets", "score")
-OWN_KEYS = ("scale", "task", "out_dir", "step", "bootstrap")
+OWN_KEYS = ("scale", "task", "task_seed", "out_dir", "step", "bootstrap")
 
 
 class Forecast:
     """One forecast study: its folder, the overrides every stage shares, and its files."""
 
-    def __init__(self, scale: str, task: str, out_dir: str, extra: list[str]):
-        self.scale, self.task = scale, task
-        self.study = "forecast" if task == "markov" else f"forecast_{task}"
+    def __init__(self, scale: str, task: str, out_dir: str, extra: list[str], task_seed: int = 0):
+        self.scale, self.task, self.task_seed = scale, task, task_seed
+        self.study = ("forecast" if task == "markov" else f"forecast_{task}") + (f"_s{task_seed}" if task_seed else "")
         self.dir = Path(out_dir) / self.study
         launcher = [] if any(o.startswith("hydra/launcher=") for o in extra) else ["hydra/launcher=joblib"]
         self.base = ["sweep=forecast", f"scale={scale}", f"out_dir={out_dir}", f"study={self.study}", *launcher, *extra]
         if task == "pycode":  # the whole standard library: the larger runs need its ~30M unique bytes
             self.base += ["task=pycode", "data=pycode", "data.max_bytes=null"]
+        if task == "facts":
+            self.base += ["task=facts", "data=facts"]
+        if task_seed:
+            self.base += [f"{INSTANCE_KEY[task]}={task_seed}"]
         self.rule_file, self.forecast_file = self.dir / "lr_rule.json", self.dir / "forecast.json"
 
     def config(self, *overrides: str):
@@ -138,6 +148,8 @@ class Forecast:
             "fitted_run_ids": sorted(ladder.run_id), "noise_run_ids": sorted(noise.run_id) if not noise.empty else [],
             "seed_pairs": pairs, "target_seeds": len(seeds), "bootstrap": bootstrap,
             "loss_floor": floor, "entropy_rate": _known(ladder, "entropy_rate"),
+            "theory": {"data_exponent": _known(ladder, "theory_data_exponent"),
+                       "param_exponent": _known(ladder, "theory_param_exponent")},
             "uniform_loss": math.log(float(ladder["data.vocab_size"].iloc[0])) if "data.vocab_size" in ladder
             and ladder["data.vocab_size"].notna().any() else math.log(256),
             "lr_rule": json.loads(self.rule_file.read_text()), "targets": targets,
@@ -180,7 +192,7 @@ def _known(table: pd.DataFrame, column: str) -> float | None:
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
     """This command's own key=value arguments, and the overrides passed on to every stage."""
-    own = {"scale": "smoke", "task": "markov", "out_dir": "runs", "step": "all", "bootstrap": "200"}
+    own = {"scale": "smoke", "task": "markov", "task_seed": "0", "out_dir": "runs", "step": "all", "bootstrap": "200"}
     extra = []
     for arg in argv:
         key, sep, value = arg.partition("=")
@@ -194,6 +206,10 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
     choose("task", own["task"], TASKS)
     choose("step", own["step"], ("all", *STEPS))
     own["bootstrap"] = positive("bootstrap", own["bootstrap"])
+    own["task_seed"] = non_negative("task_seed", own["task_seed"])
+    if own["task_seed"] and own["task"] not in INSTANCE_KEY:
+        fail("task_seed", own["task_seed"], f"task={own['task']} has one instance; task_seed applies to "
+             f"{' and '.join(INSTANCE_KEY)}")
     return own, extra
 
 
@@ -205,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         own, extra = parse(argv)
-        f = Forecast(own["scale"], own["task"], own["out_dir"], extra)
+        f = Forecast(own["scale"], own["task"], own["out_dir"], extra, own["task_seed"])
         steps = STEPS if own["step"] == "all" else (own["step"],)
         for step in steps:
             if step in ("register", "score"):
