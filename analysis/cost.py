@@ -17,7 +17,8 @@ Conventions, stated in every plan:
   ``sharding`` goes; activations 34·s·b·h bytes per layer at 16 bits (Korthikanti et al. 2022, attention
   scores not stored, as with SDPA / flash attention), twice that in fp32; with ``checkpointing`` each layer
   keeps only its 16-bit input (2·s·b·h) and one layer's activations live during recomputation;
-- intervals are the central 90% of the same figure over the law's bootstrap replicas, when it has them.
+- intervals are the central ``analysis.laws.INTERVAL`` (90%) of the same figure over the law's bootstrap
+  replicas, when it has them; the law's maths is ``analysis.laws``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ import pandas as pd
 
 from analysis.chinchilla import EPOCH, HOFFMANN, PARAMS
 from analysis.data import AnalysisError
+from analysis.laws import (
+    INTERVAL,
+    chinchilla_loss,
+    compute_for_loss,
+    frontier_exponent,
+    percentile_interval,
+    optimal_allocation,
+    tokens_for_params,
+)
 from harness.efficiency import MfuModel, constant, fit_mfu
 from harness.hardware import GPUS, gpu_key, gpu_memory, gpu_peak
 
@@ -50,7 +60,6 @@ SHARDED = {"none": (), "optimizer": ("optimizer",), "gradients": ("optimizer", "
 UTILISATIONS = (0.3, 0.5, 0.7, 0.9)
 DEFAULT_MFU = 0.4  # when neither mfu= nor mfu_from= is given: typical of tuned large dense training (PaLM: 46%)
 DEFAULT_USD = 2.5  # per GPU-hour, the middle of the seed's $2–3
-LEVEL = 0.9
 ASPECT = 128  # d_model per layer when the shape is not given (Llama-7B 4096/32, GPT-3 12288/96)
 
 
@@ -176,46 +185,6 @@ def _section_of(data: Any, holder: dict) -> dict | None:
     return None
 
 
-# --- the law along its compute-optimal frontier (vectorised over draws) ----------------------------------
-
-
-def _G(p: Mapping[str, np.ndarray]) -> np.ndarray:
-    return (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
-
-
-def allocation(p: Mapping[str, np.ndarray], C, k: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-    """(N_opt, D_opt) at compute C = k N D for each draw of the law."""
-    s = p["alpha"] + p["beta"]
-    x = np.asarray(C, dtype=float) / k
-    G = _G(p)
-    return G * x ** (p["beta"] / s), x ** (p["alpha"] / s) / G
-
-
-def law_loss(p: Mapping[str, np.ndarray], N, D) -> np.ndarray:
-    return p["E"] + p["A"] / np.asarray(N, float) ** p["alpha"] + p["B"] / np.asarray(D, float) ** p["beta"]
-
-
-def gamma(p: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Exponent of the reducible loss along the frontier: L_opt(C) − E ∝ C^−γ, γ = αβ/(α+β)."""
-    return p["alpha"] * p["beta"] / (p["alpha"] + p["beta"])
-
-
-def compute_for_loss(p: Mapping[str, np.ndarray], loss: float, k: float = 6.0) -> np.ndarray:
-    """Compute at which the compute-optimal loss reaches ``loss`` (NaN where it is at or below E)."""
-    G, g = _G(p), gamma(p)
-    K = p["A"] * G ** -p["alpha"] + p["B"] * G ** p["beta"]  # L_opt = E + K (C/k)^-γ
-    reducible = loss - p["E"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(reducible > 0, k * (K / reducible) ** (1 / g), np.nan)
-
-
-def tokens_for_params(p: Mapping[str, np.ndarray], N, k: float = 6.0) -> np.ndarray:
-    """D for which N is the compute-optimal size (inverting N_opt(C))."""
-    a = p["beta"] / (p["alpha"] + p["beta"])
-    x = (np.asarray(N, float) / _G(p)) ** (1 / a)  # C / k
-    return x / N
-
-
 # --- memory -----------------------------------------------------------------------------------------------
 
 
@@ -297,7 +266,7 @@ class CostPlan:
     frontier: pd.DataFrame | None
     halvings: pd.DataFrame | None
     law: Law | None
-    level: float = LEVEL
+    level: float = INTERVAL
 
     def to_dict(self) -> dict:
         from harness.jsonsafe import json_ready
@@ -455,7 +424,7 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
               mfu_from: str | Path | pd.DataFrame | None = None, model: str | None = "transformer",
               usd_per_gpu_hour: float = DEFAULT_USD, precision: str = "bf16", optimizer: str = "adam",
               seq_len: int = 2048, micro_batch: int = 1, layers: int | None = None, d_model: int | None = None,
-              checkpointing: bool = False, sharding: str = "none", level: float = LEVEL) -> CostPlan:
+              checkpointing: bool = False, sharding: str = "none", level: float = INTERVAL) -> CostPlan:
     """Plan one run: a target (``compute``, ``params`` [+ ``tokens`` or ``tokens_per_param``], or ``loss``),
     a law (needed unless the target fixes N and D), hardware and memory knobs. See the module docstring.
 
@@ -499,7 +468,7 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
             raise _bad("law", None, "compute= without tokens_per_param= needs a law to allocate N and D",
                        [*PUBLISHED, "PATH/fits.json"])
         else:
-            N, D = allocation(p, C, k)
+            N, D = optimal_allocation(p, C, k)
         target = f"C = {C:.3g} FLOPs"
     elif params is not None:
         n = _number("params", params)
@@ -528,7 +497,7 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
         if unreachable:
             notes.append(f"{unreachable} of {len(Cs) - 1} bootstrap replicas have E ≥ {target_loss:g}: "
                          "the loss is out of their reach (the interval's upper end is open)")
-        N, D = allocation(p, Cs, k)
+        N, D = optimal_allocation(p, Cs, k)
         target = f"loss = {target_loss:g}"
     C = k * N * D
 
@@ -561,7 +530,7 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
                                                  "N = 12·layers·d_model²)") +
                  ("; activation checkpointing" if checkpointing else "") + "; logits and buffers not counted")
 
-    loss_pred = law_loss(p, N, D) if p is not None else None
+    loss_pred = chinchilla_loss(p, N, D) if p is not None else None
     fig: dict[str, Any] = {
         "params": float(N[0]), "tokens": float(D[0]), "flops": float(C[0]),
         "flops_convention": f"C = {k:g}·N·D (N all parameters)",
@@ -573,7 +542,7 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
     }
     if p is not None:
         fig["E"] = float(p["E"][0])
-        g0 = float(gamma(p)[0])
+        g0 = float(frontier_exponent(p)[0])
         fig["reducible_loss_exponent"] = g0
         fig["compute_per_halving"] = 2 ** (1 / g0)
         if g0 < 0.05:
@@ -587,7 +556,6 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
     # --- intervals over the bootstrap replicas
     intervals: dict[str, list[float]] = {}
     if p is not None and len(p["E"]) > 1:
-        q = [50 * (1 - level), 50 * (1 + level)]
         series = {"params": N, "tokens": D, "flops": C, "predicted_loss": loss_pred, "gpu_hours": gpu_hours,
                   "days": days, "usd": usd,
                   "memory_per_gpu_bytes": np.array([m["total"] if m else np.nan for m in mems]),
@@ -597,7 +565,7 @@ def plan_cost(law: str | Path | Mapping[str, float] | Law | None = None, *, comp
             if np.allclose(reps, reps[0], equal_nan=True) and np.isclose(reps[0], np.asarray(values)[0]):
                 continue  # fixed by the target: no interval
             finite = np.where(np.isnan(reps), np.inf, reps)  # an unreachable replica: an open upper end
-            lo, hi = np.percentile(finite, q)
+            lo, hi = percentile_interval(finite, level)
             intervals[name] = [float(lo), float(hi) if np.isfinite(hi) else None]
 
     # --- how far beyond the fitted runs
@@ -643,23 +611,22 @@ def _frontier(p, C: float, k: float, law: Law, eff: MfuModel, model: str | None,
         lo = min(lo, fitted[0])
     grid = np.geomspace(lo, C * 10, 60)
     central = {k_: v[:1] for k_, v in p.items()}
-    n_opt, d_opt = allocation(central, grid, k)
-    loss = law_loss(central, n_opt, d_opt)
+    n_opt, d_opt = optimal_allocation(central, grid, k)
+    loss = chinchilla_loss(central, n_opt, d_opt)
     usd = np.array([c / (peak * eff.predict(float(n), model)[0]) / 3600 * price for c, n in zip(grid, n_opt)])
     frame = pd.DataFrame({"C": grid, "N_opt": n_opt, "D_opt": d_opt, "loss": loss, "usd": usd})
     if len(p["E"]) > 1:
         reps = {k_: v[1:, None] for k_, v in p.items()}
-        n_r, d_r = allocation(reps, grid[None, :], k)
-        draws = law_loss(reps, n_r, d_r)
-        frame["loss_lo"], frame["loss_hi"] = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
-    g = float(gamma(central)[0])
+        n_r, d_r = optimal_allocation(reps, grid[None, :], k)
+        frame["loss_lo"], frame["loss_hi"] = percentile_interval(chinchilla_loss(reps, n_r, d_r), level, axis=0)
+    g = float(frontier_exponent(central)[0])
     factor = 2 ** (1 / g)
     E = float(central["E"][0])
     rows, c = [], lo
     while c <= C * 10 * (1 + 1e-9):
-        n, d = allocation(central, c, k)
+        n, d = optimal_allocation(central, c, k)
         cost = c / (peak * eff.predict(float(n[0]), model)[0]) / 3600 * price
-        red = float(law_loss(central, n, d)[0]) - E
+        red = float(chinchilla_loss(central, n, d)[0]) - E
         previous = rows[-1]["USD"] if rows else float("nan")
         rows.append({"halving": len(rows), "reducible loss": red, "loss": red + E, "C": c, "USD": cost,
                      "× USD of previous": cost / previous})
