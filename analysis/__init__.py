@@ -18,7 +18,7 @@ from analysis.chinchilla import (
     chinchilla_objective,
     fit_chinchilla,
 )
-from analysis.cost import CostPlan, load_law, memory_per_gpu, plan_cost
+from analysis.cost import CostPlan, load_law, plan_cost
 from analysis.data import AnalysisError, DataWarning, InsufficientDataError, load_table
 from analysis.isoflop import IsoFlopFit, fit_isoflop
 from analysis.laws import INTERVAL, chinchilla_loss
@@ -31,6 +31,7 @@ from analysis.systems import (
     fit_attention,
     throughput_vs_params,
 )
+from harness.memory import memory_per_gpu  # the one memory model (torch-free, shared with harness-plan)
 
 __all__ = [
     "AnalysisError", "AttentionScaling", "ChinchillaFit", "CostPlan", "DataWarning", "EPOCH", "ExtrapolationCheck",

@@ -15,14 +15,13 @@ from analysis.cost import (
     CostError,
     idle_cost_per_day,
     load_law,
-    memory_per_gpu,
-    min_gpus,
     plan_cost,
 )
 from analysis.cost_cli import main
 from analysis.laws import compute_for_loss, optimal_allocation, tokens_for_params
 from harness.efficiency import fit_mfu, wall_mfu
 from harness.hardware import gpu_key, gpu_memory, gpu_peak
+from harness.memory import memory_per_gpu, min_gpus
 
 GB = 1e9
 
