@@ -12,9 +12,8 @@ How each start is minimised (all at once, then the best few polished with L-BFGS
 ``analysis.robustfit``. Bootstrap intervals resample the points with replacement and refit each
 replica from the full-data optimum and the next best distinct local optima of the grid search.
 
-Compute-optimal allocation under C = 6 N D:
-N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b, with a = beta/(alpha+beta), b = alpha/(alpha+beta) and
-G = (alpha A / (beta B))^(1/(alpha+beta)).
+The law's maths (evaluation, the compute-optimal allocation under C = 6 N D, the frontier, intervals) is in
+``analysis.laws``; this module fits it.
 """
 
 from __future__ import annotations
@@ -34,9 +33,9 @@ from analysis.robustfit import (
     bootstrap_refits,
     default_workers,
     fit_from_starts,
-    percentile_interval,
 )
-from harness.flops import tokens_for, training_flops
+from analysis.laws import INTERVAL, allocation_constant, chinchilla_loss, exponents, percentile_interval, optimal_allocation
+from harness.flops import training_flops
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
 HOFFMANN = {"E": 1.69337, "A": 406.401, "B": 410.723, "alpha": 0.33917, "beta": 0.28491}
@@ -54,12 +53,6 @@ def chinchilla_grid() -> np.ndarray:
 def to_theta(params: Mapping[str, float]) -> np.ndarray:
     """(e, a, b, alpha, beta) from natural parameters E, A, B, alpha, beta."""
     return np.array([np.log(params["E"]), np.log(params["A"]), np.log(params["B"]), params["alpha"], params["beta"]])
-
-
-def chinchilla_loss(params: Mapping[str, float], N, D) -> np.ndarray:
-    """E + A/N^alpha + B/D^beta."""
-    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    return params["E"] + params["A"] / N ** params["alpha"] + params["B"] / D ** params["beta"]
 
 
 def chinchilla_objective(params: Mapping[str, float], N, D, loss, delta: float = HUBER_DELTA) -> float:
@@ -99,7 +92,7 @@ class ChinchillaFit:
     columns: tuple[str, str, str]
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     samples: pd.DataFrame | None = None
-    level: float = 0.95
+    level: float = INTERVAL
     fit_range: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def predict(self, N, D) -> np.ndarray:
@@ -113,28 +106,18 @@ class ChinchillaFit:
 
     @property
     def exponents(self) -> tuple[float, float]:
-        """(a, b) with N_opt proportional to C^a and D_opt to C^b."""
-        al, be = self.params["alpha"], self.params["beta"]
-        return be / (al + be), al / (al + be)
+        """(a, b) = (beta/(alpha+beta), alpha/(alpha+beta)): N_opt proportional to C^a and D_opt to C^b."""
+        a, b = exponents(self.params)
+        return float(a), float(b)
 
     @property
     def G(self) -> float:
         """(alpha A / (beta B))^(1/(alpha+beta)): N_opt = G (C/6)^a."""
-        p = self.params
-        return float((p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1.0 / (p["alpha"] + p["beta"])))
+        return float(allocation_constant(self.params))
 
     def optimal_allocation(self, C) -> tuple[np.ndarray, np.ndarray]:
-        """(N_opt, D_opt) minimising the loss at compute C = 6 N D."""
-        a, b = self.exponents
-        nd = tokens_for(np.asarray(C, dtype=float), 1.0)  # N·D at compute C
-        return self.G * nd ** a, nd ** b / self.G
-
-    def replicas(self) -> list[ChinchillaFit]:
-        """One fit per bootstrap replica (empty without a bootstrap): bands are drawn from their own methods."""
-        if self.samples is None:
-            return []
-        return [ChinchillaFit({k: float(r[k]) for k in PARAMS}, math.nan, self.n_points, self.columns, level=self.level)
-                for r in self.samples.to_dict("records")]
+        """(N_opt, D_opt) minimising the loss at compute C = 6 N D (``analysis.laws.optimal_allocation``)."""
+        return optimal_allocation(self.params, C)
 
     def tokens_per_param(self, C) -> np.ndarray:
         """D_opt / N_opt at compute C."""
@@ -169,7 +152,7 @@ def fit_chinchilla(
     seed: int = 0,
     starts: Iterable[Mapping[str, float]] | np.ndarray | None = None,
     delta: float = HUBER_DELTA,
-    level: float = 0.95,
+    level: float = INTERVAL,
     workers: int | None = None,
 ) -> ChinchillaFit:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta to the columns ``n``, ``d``, ``loss`` of ``df``.
@@ -192,8 +175,7 @@ def fit_chinchilla(
     if bootstrap > 0:
         reps = bootstrap_refits(model, endpoints, bootstrap, np.random.default_rng(seed), workers)
         samples = pd.DataFrame([_natural(t) for t in reps])
-        samples["a"] = samples.beta / (samples.alpha + samples.beta)
-        samples["b"] = samples.alpha / (samples.alpha + samples.beta)
+        samples["a"], samples["b"] = exponents(samples)
         fit.samples = samples
         fit.ci = {k: percentile_interval(samples[k], level) for k in samples.columns}
     return fit

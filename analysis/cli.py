@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import AnalysisError, load_table, usable_rows
+from analysis.laws import INTERVAL
 from harness.jsonsafe import json_ready
 
 
@@ -43,7 +44,7 @@ def _chinchilla(argv: list[str]) -> int:
     p.add_argument("--n", default="N", help="column of parameter counts (default N)")
     p.add_argument("--d", default="D", help="column of training tokens (default D)")
     p.add_argument("--loss", default="loss", help="column of losses (default loss)")
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap refits for 95%% intervals (default 0)")
+    p.add_argument("--bootstrap", type=int, default=0, help=f"bootstrap refits for {INTERVAL:.0%}% intervals (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="write the compute-optimal frontier here (PNG, and SVG beside it)")
     args = p.parse_args(argv)

@@ -38,10 +38,11 @@ from analysis.chinchilla import fit_chinchilla
 from analysis.data import AnalysisError, DataWarning
 from analysis.isoflop import fit_isoflop
 from analysis.powerlaw import fit_power_law
-from analysis.robustfit import LogSumExpModel, bootstrap_refits, fit_from_starts, percentile_interval
+from analysis.laws import INTERVAL, chinchilla_loss, frontier_loss, percentile_interval, replicas
+from analysis.robustfit import LogSumExpModel, bootstrap_refits, fit_from_starts
 from harness.flops import tokens_for, training_flops
 
-LEVEL = 0.90
+LEVEL = INTERVAL
 LAWS = ("approach3", "no_offset", "frontier", "approach2")
 FLOOR_LAW = "approach3_floor"  # approach 3 with E held at a known floor: beside the free fit, never instead of it
 SUPPORT = 4.0  # a target's N may lie up to this many times above the ladder's largest size (and not below its smallest)
@@ -135,8 +136,7 @@ def _predictions(law: str, ladder: pd.DataFrame, targets: list[tuple[float, floa
         point = np.array([fit.predict(n, d) for n, d in targets], dtype=float)
         reps = np.empty((0, len(targets)))
         if fit.samples is not None:
-            s = fit.samples
-            reps = np.stack([s.E + s.A / n ** s.alpha + s.B / d ** s.beta for n, d in targets], axis=1)
+            reps = chinchilla_loss(replicas(fit.samples), *np.array(targets, dtype=float).T)
         return point, reps, {**fit.params, "samples": fit.samples, "fit_range": fit.fit_range}
     if law == "no_offset":
         log_n, log_d = np.log(ladder[N].to_numpy(float)), np.log(ladder[D].to_numpy(float))
@@ -255,21 +255,12 @@ def forecast(ladder: pd.DataFrame, targets: list[dict], sigma: float, seeds: int
 def frontier_band(params: dict, samples: pd.DataFrame | None, ladder: pd.DataFrame, c_top: float,
                   points: int = 40) -> dict[str, list[float]]:
     """Approach 3's compute-optimal loss L(N_opt(C), D_opt(C)) from the smallest fit budget to 1.5x the
-    largest target, with the 90% band of its bootstrap replicas."""
-    from analysis.chinchilla import ChinchillaFit
-
+    largest target, with the LEVEL band of its bootstrap replicas (NaN where a replica has no optimum)."""
     cs = np.geomspace(float(training_flops(ladder[N], ladder[D]).min()), 1.5 * c_top, points)
-
-    def curve(p: dict) -> np.ndarray:
-        if not (p["alpha"] > 0 and p["beta"] > 0):  # no compute-optimal allocation
-            return np.full(len(cs), np.nan)
-        fit = ChinchillaFit(dict(p), 0.0, 0, (N, D, LOSS))
-        return fit.predict(*fit.optimal_allocation(cs))
-
-    band = {"C": cs.tolist(), "mid": curve(params).tolist()}
+    band = {"C": cs.tolist(), "mid": frontier_loss(params, cs).tolist()}
     if samples is not None and len(samples):
-        draws = np.array([curve(row) for row in samples[["E", "A", "B", "alpha", "beta"]].to_dict("records")])
-        band["lo"], band["hi"] = (np.nanpercentile(draws, q, axis=0).tolist() for q in (5, 95))
+        draws = frontier_loss(replicas(samples), cs)
+        band["lo"], band["hi"] = (x.tolist() for x in percentile_interval(draws, LEVEL, axis=0))
     return band
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import InsufficientDataError, usable_rows
-from analysis.robustfit import percentile_interval
+from analysis.laws import INTERVAL, percentile_interval
 
 
 @dataclass
@@ -35,7 +35,7 @@ class IsoFlopFit:
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     samples: pd.DataFrame | None = None
     replica_minima: list[pd.DataFrame] = field(default_factory=list)  # the bootstrap replicas' minima
-    level: float = 0.95
+    level: float = INTERVAL
 
     def optimal_allocation(self, C) -> tuple[np.ndarray, np.ndarray]:
         """(N_opt, D_opt) at compute C from the fitted power laws."""
@@ -110,7 +110,7 @@ def fit_isoflop(
     d: str | None = None,
     bootstrap: int = 0,
     seed: int = 0,
-    level: float = 0.95,
+    level: float = INTERVAL,
 ) -> IsoFlopFit:
     """IsoFLOP fit over the runs of ``df`` grouped by their FLOP ``budget`` column."""
     cols = [n, loss, budget] + ([d] if d else [])

@@ -9,9 +9,10 @@ import pandas as pd
 from scipy import stats
 
 from analysis.data import InsufficientDataError, need, usable_rows
+from analysis.laws import INTERVAL
 
 
-def linear_fit(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, tuple[float, float]]:
+def linear_fit(x: np.ndarray, y: np.ndarray, level: float = INTERVAL) -> tuple[float, float, tuple[float, float]]:
     """Least-squares slope, intercept and the slope's t-interval (NaN with fewer than 3 points)."""
     res = stats.linregress(x, y)
     if len(x) < 3:
@@ -28,7 +29,7 @@ class LrBatchFit:
     gamma: float
     coefficient: float
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
-    level: float = 0.95
+    level: float = INTERVAL
 
     @property
     def verdict(self) -> str:
@@ -75,7 +76,7 @@ def fit_lr_batch(
     lr: str = "optim.lr",
     batch: str = "trainer.batch_size",
     loss: str = "val_loss",
-    level: float = 0.95,
+    level: float = INTERVAL,
 ) -> LrBatchFit:
     """Best LR per batch size over the ok (non-diverged) runs, then LR_opt = c * B^gamma by least squares in log-log.
 

@@ -13,6 +13,14 @@ import pandas as pd  # noqa: E402
 
 from analysis.chinchilla import ChinchillaFit  # noqa: E402
 from analysis.isoflop import IsoFlopFit  # noqa: E402
+from analysis.laws import (  # noqa: E402
+    INTERVAL,
+    frontier_loss,
+    optimal_allocation,
+    percentile_interval,
+    power_law,
+    replicas,
+)
 from analysis.lr_batch import LrBatchFit, ThroughputCurve  # noqa: E402
 from analysis.powerlaw import PowerLawFit  # noqa: E402
 from analysis.systems import AttentionScaling  # noqa: E402
@@ -32,9 +40,8 @@ def save(fig: plt.Figure, stem: Path) -> list[Path]:
 
 
 def _band(ax, x: np.ndarray, draws: np.ndarray, level: float, color, label: str) -> None:
-    """Shade the central ``level`` interval of ``draws`` (replicas x len(x))."""
-    draws = np.where(np.isfinite(draws), draws, np.nan)
-    lo, hi = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    """Shade the central ``level`` interval of ``draws`` (replicas x len(x)); overflowed draws are left out."""
+    lo, hi = percentile_interval(np.where(np.isfinite(draws), draws, np.nan), level, axis=0)
     ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0, label=label)
 
 
@@ -53,10 +60,7 @@ def plot_power_law(df: pd.DataFrame, fit: PowerLawFit, stem: Path, title: str = 
     for i, f in enumerate([fit, *extra]):
         color = f"C{i + 1}"
         if f.samples is not None and len(f.samples):
-            s = f.samples
-            e = s["E"].to_numpy()[:, None] if "E" in s else 0.0
-            draws = e + s["A"].to_numpy()[:, None] * grid[None, :] ** -s["alpha"].to_numpy()[:, None]
-            _band(ax, grid, draws, f.level, color, None)
+            _band(ax, grid, power_law(grid, replicas(f.samples)), f.level, color, None)
         p = f.params
         label = (f"{p['E']:.3g} + " if f.offset else "") + f"{p['A']:.3g}·x^-{p['alpha']:.3f}"
         ax.plot(grid, f.predict(grid), color=color, ls="-" if i == 0 else "--", label=label)
@@ -73,11 +77,9 @@ def plot_chinchilla(df: pd.DataFrame, fit: ChinchillaFit, stem: Path, compute: s
     sc = ax.scatter(C, df[loss], c=np.log10(df[n]), s=14, cmap="viridis", zorder=3)
     fig.colorbar(sc, ax=ax, label=f"log10 {n}")
     grid = _span(C, extend=10.0)
-    replicas = fit.replicas()
-    if replicas:
-        draws = np.array([r.predict(*r.optimal_allocation(grid)) for r in replicas])
-        _band(ax, grid, draws, fit.level, "C3", f"{fit.level:.0%} band")
-    ax.plot(grid, fit.predict(*fit.optimal_allocation(grid)), color="C3", label="compute-optimal L(N_opt, D_opt)")
+    if fit.samples is not None:
+        _band(ax, grid, frontier_loss(replicas(fit.samples), grid), fit.level, "C3", f"{fit.level:.0%} band")
+    ax.plot(grid, frontier_loss(fit.params, grid), color="C3", label="compute-optimal L(N_opt, D_opt)")
     ax.set(xscale="log", yscale="log", xlabel="C = 6ND" if compute is None else compute, ylabel=loss,
            title="L = E + A/N^α + B/D^β")
     ax.legend(fontsize=8)
@@ -93,10 +95,10 @@ def plot_frontier(fit: ChinchillaFit | None, stem: Path, isoflop: IsoFlopFit | N
     if fit is not None:
         n_opt, d_opt = fit.optimal_allocation(grid)
         a, b = fit.exponents
-        alloc = [r.optimal_allocation(grid) for r in fit.replicas()]
-        if alloc:
-            _band(ax, grid, np.array([x[0] for x in alloc]), fit.level, "C0", None)
-            _band(ax, grid, np.array([x[1] for x in alloc]), fit.level, "C1", None)
+        if fit.samples is not None:
+            n_reps, d_reps = optimal_allocation(replicas(fit.samples), grid)
+            _band(ax, grid, n_reps, fit.level, "C0", None)
+            _band(ax, grid, d_reps, fit.level, "C1", None)
         ax.plot(grid, n_opt, color="C0", label=f"N_opt ∝ C^{a:.3f} (approach 3)")
         ax.plot(grid, d_opt, color="C1", label=f"D_opt ∝ C^{b:.3f} (approach 3)")
     if isoflop is not None:
@@ -242,7 +244,7 @@ def plot_throughput_vs_params(table: pd.DataFrame, stem: Path, metric: str) -> l
 
 def plot_forecast(registered: dict, targets: pd.DataFrame, stem: Path) -> list[Path]:
     """Loss (and loss minus the known floor, log axis) against compute: the ladder, approach 3's
-    compute-optimal frontier with its 90% band, each law's pre-registered interval and the measured targets."""
+    compute-optimal frontier with its ``INTERVAL`` band, each law's pre-registered interval and the measured targets."""
     floor = registered.get("loss_floor")
     panels = 2 if floor is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
@@ -256,7 +258,7 @@ def plot_forecast(registered: dict, targets: pd.DataFrame, stem: Path) -> list[P
             ax.plot(band["C"], np.array(band["mid"]) - shift, color="C0", label="approach 3 frontier")
             if "lo" in band:
                 ax.fill_between(band["C"], np.array(band["lo"]) - shift, np.array(band["hi"]) - shift,
-                                color="C0", alpha=0.2, lw=0, label="90% band")
+                                color="C0", alpha=0.2, lw=0, label=f"{INTERVAL:.0%} band")
         for j, law in enumerate(("approach3", "no_offset", "frontier", "approach2")):
             rows = [f for f in registered["forecasts"] if f["law"] == law]
             for i, f in enumerate(rows):

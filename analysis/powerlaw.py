@@ -26,8 +26,8 @@ from analysis.robustfit import (
     bootstrap_refits,
     default_workers,
     fit_from_starts,
-    percentile_interval,
 )
+from analysis.laws import INTERVAL, percentile_interval, power_law
 
 
 @dataclass
@@ -44,12 +44,11 @@ class PowerLawFit:
     columns: tuple[str, str]
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     samples: pd.DataFrame | None = None
-    level: float = 0.95
+    level: float = INTERVAL
 
     def predict(self, x) -> np.ndarray:
-        """Predicted y at x."""
-        p = self.params
-        return p.get("E", 0.0) + p["A"] * np.asarray(x, dtype=float) ** -p["alpha"]
+        """Predicted y = E + A x^-alpha at x (``analysis.laws.power_law``)."""
+        return power_law(x, self.params)
 
     def predict_frame(self, df: pd.DataFrame) -> np.ndarray:
         """Predictions for the fit's x column of ``df``."""
@@ -103,7 +102,7 @@ def fit_power_law(
     bootstrap: int = 0,
     seed: int = 0,
     delta: float = HUBER_DELTA,
-    level: float = 0.95,
+    level: float = INTERVAL,
     workers: int | None = None,
 ) -> PowerLawFit:
     """Fit y = E + A x^-alpha (``offset=True``) or y = A x^-alpha to columns ``x``, ``y`` of ``df``.

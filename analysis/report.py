@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis.columns import ANALYSES, declared_analyses
 from analysis.data import AnalysisError, InsufficientDataError
+from analysis.laws import INTERVAL
 from analysis.registry import check_names, plan
 from analysis.sections import Analysis, Context, Section
 from harness.jsonsafe import json_ready
@@ -122,7 +123,7 @@ def markdown(report: Report) -> str:
     cols = report.columns
     out = [f"# Study `{report.study}`", "",
            f"{report.n_runs} runs ({counts}). Loss = `{cols['loss']}`, N = `{cols['N']}`, D = `{cols['D']}`, "
-           f"C = `{cols['C']}`. Intervals in brackets are 95% bootstrap percentile intervals unless stated.", "",
+           f"C = `{cols['C']}`. Intervals in brackets are {INTERVAL:.0%} bootstrap percentile intervals unless stated.", "",
            "| analysis | status | result |", "|---|---|---|"]
     out += [f"| {s.title} | {s.status} | {s.headline if s.status == 'ok' else s.reason} |" for s in report.sections]
     for s in report.sections:

@@ -334,12 +334,3 @@ def bootstrap_refits(model: LogSumExpModel, warm: np.ndarray, n_boot: int, rng: 
     obj = np.where(np.isfinite(res.objective), res.objective, np.inf).reshape(n_boot, k)
     return res.theta.reshape(n_boot, k, P)[np.arange(n_boot), obj.argmin(axis=1)]
 
-
-def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Central percentile interval of the finite samples."""
-    s = np.asarray(samples, dtype=float)
-    s = s[np.isfinite(s)]
-    if s.size == 0:
-        return (float("nan"), float("nan"))
-    lo, hi = np.percentile(s, [50 * (1 - level), 50 * (1 + level)])
-    return (float(lo), float(hi))

@@ -20,6 +20,7 @@ from analysis.columns import first_with_values, roles
 from analysis.data import AnalysisError, InsufficientDataError
 from analysis.dp import dp_table
 from analysis.isoflop import fit_isoflop
+from analysis.laws import INTERVAL
 from analysis.lr_batch import fit_lr_batch, throughput_metric, throughput_vs_batch
 from analysis.powerlaw import extrapolation_check, fit_power_law
 from analysis.prose import fmt, md_table, with_ci
@@ -67,7 +68,7 @@ Analysis = Callable[[Context, Section], None]
 def power_laws(ctx: Context, sec: Section, x: str, rows: pd.DataFrame, label: str) -> None:
     """Both forms, each with bootstrap intervals and an extrapolation check; skipped only if both fail."""
     fits, errors = {}, []
-    sec.lines += ["| form | parameters (95% bootstrap interval) | objective | "
+    sec.lines += [f"| form | parameters ({INTERVAL:.0%} bootstrap interval) | objective | "
                   "extrapolation: mean / max abs. rel. error on the held-out largest |", "|---|---|---|---|"]
     for offset, form in ((True, "offset"), (False, "no_offset")):
         try:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import AnalysisError, InsufficientDataError, need, require_columns, usable_rows
+from analysis.laws import INTERVAL
 from analysis.lr_batch import linear_fit, throughput_metric
 
 
@@ -55,7 +56,7 @@ def fit_attention(
     flops_share: str = "attn_flops_share",
     step_time: str = "step_time_s",
     layers: str = "model.n_layers",
-    level: float = 0.95,
+    level: float = INTERVAL,
 ) -> AttentionScaling:
     """Fit log cost = k log n + c over the longer half of the lengths, per implementation.
 

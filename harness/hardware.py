@@ -4,7 +4,8 @@ package (harness-cost) and the harness's MFU (harness.metrics) read the same fig
 Peaks are dense (no structured sparsity), from NVIDIA's A100 and H100 datasheets; the H200 has the H100
 SXM's compute. `fp32` is the non-tensor-core rate (PyTorch leaves TF32 off for matmuls by default);
 `fp16` equals `bf16`. Memory is the datasheet capacity: the 40/80 GB parts hold 40/80 GiB of HBM, the
-H200 141 GB; a process can allocate a little less (about 78 GiB of an H100's 80).
+H200 141 GB (10^9 bytes, as NVIDIA states it); a process can allocate a little less (about 78 GiB of an
+H100's 80). Memory is bytes here and printed in GiB (`harness.memory.format_bytes`).
 """
 from __future__ import annotations
 

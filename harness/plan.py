@@ -8,10 +8,9 @@ from omegaconf import DictConfig
 from harness.build import check_config
 from harness.data import Dataset
 from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
+from harness.memory import WEIGHT_BYTES, format_bytes, state_bytes
 from harness.models.layers import count_params
 
-BYTES = {"fp32": 4, "bf16": 2}
-OPTIMIZER_STATE = {"adamw": 2, "sgd": 1}  # tensors of parameter size kept by the optimizer (momentum buffers)
 # Time = FLOPs / (peak x wall-clock efficiency(params)) + the study's start + a gap per run. Without finished
 # runs in the study, the cpu default is the wall-clock efficiency of transformer runs (3e3-3.2e5 parameters,
 # the isoflop smoke study and two cpu-size runs) on this project's 2-core machine while other jobs shared it;
@@ -41,7 +40,7 @@ def activation_bytes(model: torch.nn.Module, data: Dataset, precision: str) -> t
         saved: dict[int, int] = {}
 
         def pack(t: torch.Tensor):
-            saved[id(t)] = t.numel() * (BYTES[precision] if t.is_floating_point() else t.element_size())
+            saved[id(t)] = t.numel() * (WEIGHT_BYTES[precision] if t.is_floating_point() else t.element_size())
             return t
 
         x = torch.zeros((batch, *shape), dtype=torch.long if spec.kind == "tokens" else torch.float32, device="meta")
@@ -65,7 +64,7 @@ def estimate(cfg: DictConfig) -> dict:
     flops = model.flops_per_example() * batch * steps
     act = activation_bytes(model, data, precision)
     micro = batch // int(cfg.trainer.grad_accum)
-    state = n * 4 * (2 + OPTIMIZER_STATE[cfg.optim.name])  # fp32 weights, grads, optimizer state
+    state = sum(state_bytes(n, cfg.optim.name, "fp32").values())  # autocast keeps fp32 weights, grads, state
     memory = state + (act[0] * micro + act[1] if act is not None else 0)
     return {"device": device, "params": n, "steps": steps, "flops": flops, "memory_bytes": memory,
             "activations_counted": act is not None}
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import psutil
     from harness.config import ConfigError, exit_bad_input
-    from harness.hardware import gpu_memory
+    from harness.hardware import GIB, gpu_memory
     from harness.metrics import cpu_peak, gpu_peak
     from harness.device import parallelism
     from harness.study import study_configs
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     for i, (cfg, p) in enumerate(zip(configs, plans)):
         cuda = p["device"] == "cuda"
         peak = gpu_peak(args.gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
-        limit = args.mem_gb * 2 ** 30 if args.mem_gb else (gpu_memory(args.gpu) or 80 * 2 ** 30) if cuda else psutil.virtual_memory().total
+        limit = args.mem_gb * GIB if args.mem_gb else (gpu_memory(args.gpu) or 80 * GIB) if cuda else psutil.virtual_memory().total
         mfu, note = models[p["device"]].predict(p["params"], cfg.model.name)
         used.add(p["device"])
         if note:
@@ -140,10 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         rate = (peak or 0) * mfu
         seconds = p["flops"] / rate + RUN_GAP_S if rate else float("nan")
         workers[workers.index(min(workers))] += seconds if seconds == seconds else 0
-        mem = f"{p['memory_bytes'] / 2 ** 20:.0f} MiB" + ("" if p["activations_counted"] else "*")
+        mem = format_bytes(p["memory_bytes"]) + ("" if p["activations_counted"] else "*")
         print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s {mem:>9}  {p['device']}")
         if p["memory_bytes"] > limit:
-            warnings.append(f"run {i} needs ~{p['memory_bytes'] / 2 ** 30:.1f} GiB > {limit / 2 ** 30:.0f} GiB available")
+            warnings.append(f"run {i} needs ~{format_bytes(p['memory_bytes'])} > {format_bytes(limit)} available")
     total_time = STUDY_START_S + max(workers)
     print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min ({total_time:.0f} s) of wall time "
           f"({jobs} job{'s' if jobs > 1 else ''} at once, {threads} thread{'s' if threads > 1 else ''} each)")

@@ -84,9 +84,9 @@ def test_worker_processes_do_not_change_the_fit():
 
 
 def test_bootstrap_intervals_cover_the_truth_in_most_seeded_trials():
-    """95% intervals from 100 refits, 4 noisy data sets (1% noise, 45 runs each).
+    """90% intervals (the default level) from 100 refits, 4 noisy data sets (1% noise, 45 runs each).
 
-    Measured with 200 refits over 100 seeds: coverage per parameter 0.96-0.99 (docs/bench_fits.md);
+    Measured at 95% with 200 refits over 100 seeds: coverage per parameter 0.96-0.99 (docs/bench_fits.md);
     this quick version asks for 3 of 4 trials per parameter.
     """
     truth = {**HOFFMANN, "a": HOFFMANN["beta"] / (HOFFMANN["alpha"] + HOFFMANN["beta"])}

@@ -92,8 +92,9 @@ def test_isoflop_recovers_allocation_exponents_of_a_known_law():
 def test_isoflop_bootstrap_intervals_and_skipped_budgets():
     df, a = isoflop_runs(noise=0.003, seed=4)
     lone = pd.DataFrame({"C": [1e22, 1e22], "N": [1e10, 2e10], "D": [1.6e11, 0.8e11], "loss": [2.0, 2.1]})
-    fit = fit_isoflop(pd.concat([df, lone]), "N", "loss", "C", d="D", bootstrap=300, seed=0)
-    assert fit.skipped == {1e22: "2 distinct sizes (< 3)"}
+    # one seeded trial: at 95% rather than the default 90% a miss would be a 1-in-20 draw, not 1-in-10
+    fit = fit_isoflop(pd.concat([df, lone]), "N", "loss", "C", d="D", bootstrap=300, seed=0, level=0.95)
+    assert fit.level == 0.95 and fit.skipped == {1e22: "2 distinct sizes (< 3)"}
     assert fit.ci["a"][0] < a < fit.ci["a"][1] and fit.ci["b"][0] < 1 - a < fit.ci["b"][1]
     with pytest.raises(InsufficientDataError, match="needs at least 2 budgets"):
         fit_isoflop(df[df.C == df.C.min()], "N", "loss", "C")

@@ -13,18 +13,15 @@ import pytest
 from analysis import HOFFMANN, ChinchillaFit, chinchilla_loss
 from analysis.cost import (
     CostError,
-    allocation,
-    compute_for_loss,
     idle_cost_per_day,
     load_law,
-    memory_per_gpu,
-    min_gpus,
     plan_cost,
-    tokens_for_params,
 )
 from analysis.cost_cli import main
+from analysis.laws import compute_for_loss, optimal_allocation, tokens_for_params
 from harness.efficiency import fit_mfu, wall_mfu
 from harness.hardware import gpu_key, gpu_memory, gpu_peak
+from harness.memory import memory_per_gpu, min_gpus
 
 GB = 1e9
 
@@ -100,7 +97,7 @@ def _p(params=HOFFMANN):
 
 def test_frontier_helpers_invert_each_other():
     fit = ChinchillaFit(dict(HOFFMANN), 0.0, 0, ("N", "D", "loss"))
-    n, d = allocation(_p(), 1e22)
+    n, d = optimal_allocation(_p(), 1e22)
     assert (n[0], d[0]) == pytest.approx(tuple(x for x in fit.optimal_allocation(1e22)), rel=1e-9)
     assert tokens_for_params(_p(), n)[0] == pytest.approx(d[0], rel=1e-9)
     target = float(chinchilla_loss(HOFFMANN, n, d)[0])
