@@ -288,6 +288,9 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
     warmup, compiled = int(cfg.trainer.timing_warmup_steps), bool(cfg.trainer.get("compile", False))
     warmup = max(warmup, 1) if compiled else warmup  # the compiling step never counts as a timed step
     timing = M.step_time_stats(outcome.step_times, warmup)
+    if warmup and len(outcome.step_times) <= warmup:
+        log.warning("%d steps, not more than trainer.timing_warmup_steps=%d: the speed metrics time every step, "
+                    "warm-up included (timed_steps)", outcome.steps, warmup)
     if compiled:
         timing["compile_s"] = M.compile_overhead(outcome.step_times, warmup, timing["step_time_s"])
     used = M.totals(outcome.steps, batch, tpe, flops_per_example, outcome.step_times, outcome.data_time_s)

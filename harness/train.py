@@ -6,7 +6,7 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -163,6 +163,12 @@ def check_training(cfg: DictConfig) -> Settings:
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
     positive("optim.lr", ocfg.lr, integer=False)
+    betas = ocfg.betas
+    if not (isinstance(betas, Sequence) and len(betas) == 2 and all(_fraction(b) for b in betas)):
+        fail("optim.betas", list(betas) if isinstance(betas, Sequence) else betas,
+             "must be two numbers in [0, 1), e.g. [0.9,0.95]")
+    if not _fraction(ocfg.momentum):
+        fail("optim.momentum", ocfg.momentum, "must be in [0, 1)")
     if float(ocfg.lr_exponent) != 0:
         positive("optim.lr_ref_params", ocfg.lr_ref_params)
     fraction = ocfg.warmup_fraction
@@ -181,6 +187,11 @@ def check_training(cfg: DictConfig) -> Settings:
         fail("trainer.compile", compiled, "must be true or false")
     return Settings(batch // (accum * world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples),
                     compiled)
+
+
+def _fraction(value: object) -> bool:
+    """Whether `value` is a number in [0, 1) (Adam's betas, SGD's momentum)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
 
 
 def peak_lr(cfg: DictConfig, n_params: int) -> float:

@@ -309,11 +309,28 @@ def test_a_sweep_over_a_label_would_duplicate_runs_and_fails(tmp_path):
     (["model.n_heads=-4"], "model.n_heads=-4: must be positive"),
     (["seed=abc"], "seed=abc: must be a whole number"),
     (["model.target_params=1e15"], "model.target_params=.*more than this machine's memory"),
+    (["seed=4294967296"], r"seed=4294967296: must be a whole number in \[0, 4294967295\]"),  # repeated seed 0
+    (["seed=99999999999999999999"], r"seed=99999999999999999999: must be a whole number in \[0, 4294967295\]"),
+    (["optim.betas=[2,0.9]"], r"optim.betas=\[2, 0.9\]: must be two numbers in \[0, 1\)"),
+    (["optim=sgd", "optim.momentum=-1"], r"optim.momentum=-1: must be in \[0, 1\)"),
 ])
 def test_bad_value_is_one_config_error_and_writes_nothing(args, match, runs):
     with pytest.raises(ConfigError, match=match):
         run(compose(small("transformer", runs, *args)))
     assert not runs.exists()
+
+
+def test_a_seed_out_of_range_is_one_line_from_the_cli(tmp_path):
+    out = cli("model=mlp", "seed=99999999999999999999", f"out_dir={tmp_path}", "logger=none")
+    assert out.returncode == 2 and "seed=99999999999999999999: must be a whole number in [0, 4294967295]" in one_line(out)
+
+
+def test_a_run_no_longer_than_its_timing_warmup_says_it_timed_every_step(runs, caplog):
+    res = run(compose(small("mlp", runs, "trainer.max_steps=2", "trainer.timing_warmup_steps=3")))
+    assert res.metrics["timed_steps"] == 2 and res.metrics["warmup_s"] == 0
+    assert "the speed metrics time every step, warm-up included" in caplog.text
+    longer = run(compose(small("mlp", runs, "trainer.max_steps=5", "trainer.timing_warmup_steps=3")))
+    assert longer.metrics["timed_steps"] == 2 and longer.metrics["warmup_s"] > 0
 
 
 # ---- 8. tracebacks where a line belongs -------------------------------------------------------------------
