@@ -14,7 +14,7 @@ import pytest
 
 from conftest import small
 from harness import ConfigError, compose, run
-from harness.collect import collect
+from harness.collect import collect, save
 from harness.identity import run_id
 from harness.study import StudyCallback, study_configs, summarise
 from harness.train import DIVERGE_CONFIRM, DIVERGE_FACTOR, DIVERGE_WINDOW, DivergenceCheck, divergence
@@ -108,6 +108,15 @@ def test_incomplete_result_is_retrained_and_never_collected(how, runs, caplog):
     assert again.status == "ok" and not again.reused
     assert "not a complete result" in caplog.text or "unreadable" in caplog.text
     assert run(cfg).reused and len(collect(runs / "single")) == 1
+
+
+def test_an_ok_run_with_an_unreadable_history_is_left_out_of_the_table_with_a_warning(runs):
+    """Was: harness-collect kept the row, no warning."""
+    res = run(compose(small("mlp", runs, "trainer.max_steps=2")))
+    (res.run_dir / "history.parquet").write_bytes(b"PAR1 not a parquet file")
+    with pytest.warns(UserWarning, match=r"history.parquet is unreadable"):
+        assert collect(runs / "single").empty
+    assert not run(compose(small("mlp", runs, "trainer.max_steps=2"))).reused  # and the run is retrained
 
 
 def test_force_with_a_non_object_result_retrains(runs):
@@ -331,6 +340,25 @@ def test_a_run_no_longer_than_its_timing_warmup_says_it_timed_every_step(runs, c
     assert "the speed metrics time every step, warm-up included" in caplog.text
     longer = run(compose(small("mlp", runs, "trainer.max_steps=5", "trainer.timing_warmup_steps=3")))
     assert longer.metrics["timed_steps"] == 2 and longer.metrics["warmup_s"] > 0
+
+
+def test_results_are_written_with_the_process_umask(runs):
+    """Was: result.json, history.parquet, results.* 0600 under umask 022 (the atomic writer's tempfile)."""
+    from harness.results import write_atomic
+
+    previous = os.umask(0o022)
+    try:
+        res = run(compose(small("mlp", runs, "trainer.max_steps=2")))
+        save(collect(runs / "single"), runs / "single" / "results")
+        os.umask(0o077)
+        write_atomic(runs / "private.txt", "x")
+    finally:
+        os.umask(previous)
+    for path in (res.run_dir / "result.json", res.run_dir / "history.parquet", runs / "single" / "results.parquet",
+                 runs / "single" / "results.csv"):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o644), path
+    assert oct((runs / "private.txt").stat().st_mode & 0o777) == oct(0o600)
+    assert not list(runs.rglob(".*.*"))  # no temporary file left
 
 
 # ---- 8. tracebacks where a line belongs -------------------------------------------------------------------
