@@ -201,6 +201,15 @@ def check_paths(cfg: DictConfig) -> None:
         fail("study", study, "must be a folder name: letters, digits and . _ - = +, no '/' or '..'")
     if not out_dir.strip():
         fail("out_dir", out_dir, "must be a folder path")
+    inside(Path(out_dir) / study, Path(out_dir))
+
+
+def inside(folder: Path, out_dir: Path) -> Path:
+    """`folder`, after refusing it when it resolves outside `out_dir` (a symlink put in its place)."""
+    if not folder.resolve().is_relative_to(out_dir.resolve()):
+        raise ConfigError(f"{folder}: leads to {folder.resolve()}, outside out_dir={out_dir} (a symlink?); "
+                          "remove it and run again")
+    return folder
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -26,7 +26,7 @@ from harness import distributed as D
 from harness import metrics as M
 from harness.build import check_config, epochs
 from harness.checkpoint import Checkpointer
-from harness.config import check_paths, positive
+from harness.config import check_paths, inside, positive
 from harness.device import environment, resolve_device, resolve_threads
 from harness.identity import run_id as make_run_id
 from harness.models import param_counts
@@ -72,9 +72,10 @@ class Progress:
 
 
 def run_dir_for(cfg: DictConfig, rid: str) -> Path:
-    """<out_dir>/<study>/<run_id>; `study` is checked to be a plain folder name, so it stays under out_dir."""
+    """<out_dir>/<study>/<run_id>; `study` is checked to be a plain folder name, and the folder, resolved, must
+    stay under out_dir: a study or run folder replaced by a symlink to elsewhere is refused, never written through."""
     check_paths(cfg)
-    return Path(cfg.out_dir) / str(cfg.study) / rid
+    return inside(Path(cfg.out_dir) / str(cfg.study) / rid, Path(cfg.out_dir))
 
 
 class Interrupted(KeyboardInterrupt):

@@ -259,6 +259,27 @@ def text_run(runs, corpus, *extra):
             "logger=none", "threads=1", "trainer.eval_samples=16", *extra]
 
 
+@pytest.mark.parametrize("link", ["run", "study"])
+def test_a_run_folder_replaced_by_a_symlink_out_of_out_dir_is_refused(link, runs, tmp_path):
+    """Was: with force=true the run wrote into the symlink's target and deleted a traceback.txt there."""
+    args = small("mlp", runs, "trainer.max_steps=2", "force=true")
+    res = run(compose(args))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "traceback.txt").write_text("keep me")
+    target = res.run_dir if link == "run" else res.run_dir.parent
+    import shutil
+
+    shutil.rmtree(target)
+    target.symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="outside out_dir"):
+        run(compose(args))
+    out = cli(*args)
+    assert out.returncode == 2 and "outside out_dir" in one_line(out)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["traceback.txt"]
+    assert (elsewhere / "traceback.txt").read_text() == "keep me"
+
+
 def test_a_changed_corpus_is_a_new_run(runs, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(b"the quick brown fox jumps over the lazy dog. " * 4000)
