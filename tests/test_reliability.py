@@ -428,6 +428,7 @@ def analyze(argv, capsys) -> tuple[int, str]:
     ("binary", [], "not a readable CSV"),
     ("random", [], "not a readable CSV"),
     ("good", ["--bootstrap", "-5"], "--bootstrap=-5: must be >= 0"),
+    ("tied", [], "D = 100·N in all 6 usable rows, so A/N\\^alpha cannot be told apart"),  # was TypeError: complex
 ])
 def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, capsys):
     import re
@@ -440,6 +441,7 @@ def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, c
     else:
         n = [1e6] * 10 if table == "identical" else [1e5, 3e5, 1e6, 3e6, 1e7, 3e7] * (2 if table == "good" else 1)
         d = [2e7] * 10 if table == "identical" else [1e8] * 6 + ([1e9] * 6 if table == "good" else [])
+        d = [100 * x for x in n] if table == "tied" else d
         path.write_text("N,D,loss\n" + "".join(f"{a},{b},{2 + 400 / a ** 0.34 + 400 / b ** 0.28}\n"
                                                for a, b in zip(n, d)))
     code, err = analyze(["chinchilla", path, *extra], capsys)
