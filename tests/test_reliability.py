@@ -451,3 +451,18 @@ def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, c
 def test_study_report_with_a_negative_bootstrap_is_one_line(tmp_path, capsys):
     code, err = analyze([tmp_path, "--bootstrap", "-5"], capsys)
     assert code == 2 and err.strip() == "error: --bootstrap=-5: must be >= 0 (0 = no intervals)"
+
+
+@pytest.mark.parametrize("law, match", [
+    ({"E": -1.0, "A": 400, "B": 400, "alpha": 0.34, "beta": 0.28}, "E = -1: a law needs E >= 0"),  # was planned
+    ({"E": 1.7, "A": 400, "B": 400, "alpha": -0.34, "beta": 0.28}, "alpha = -0.34"),  # was a traceback
+    ({"E": 1.7, "A": -400, "B": 400, "alpha": 0.34, "beta": 0.28}, "A = -400"),  # was a traceback
+])
+def test_cost_refuses_a_law_that_is_not_one_in_one_line(law, match, tmp_path, capsys):
+    from analysis.cost_cli import main
+
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps(law))
+    assert main([f"law={path}", "compute=1e21", "gpu=H100", "gpus=64"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: law={path}: ") and match in err, err
