@@ -117,7 +117,7 @@ def _samples(raw: Any) -> pd.DataFrame | None:
 
 
 def _checked(params: dict[str, float], name: Any) -> dict[str, float]:
-    """`params` if they make a law to plan with: E >= 0 (a loss floor), A, B, alpha, beta > 0 (loss falls with scale)."""
+    """`params` if they make a law to plan with: E >= 0 (a loss floor), A, B, alpha, beta > 0 (loss falls with N, D)."""
     for key in PARAMS:
         value = params[key]
         if not (math.isfinite(value) and (value >= 0 if key == "E" else value > 0)):

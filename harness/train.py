@@ -79,7 +79,8 @@ class DivergenceCheck:
         self.confirmed = self.confirmed + 1 if why else 0
         if self.confirmed < DIVERGE_CONFIRM:
             return None
-        return f"{why} (median training loss of the last {DIVERGE_WINDOW} steps {level:.4g}), {DIVERGE_CONFIRM} times in a row"
+        return (f"{why} (median training loss of the last {DIVERGE_WINDOW} steps {level:.4g}), "
+                f"{DIVERGE_CONFIRM} times in a row")
 
     def final(self, val_loss: float) -> str | None:
         """Why the run diverged by its final `val_loss` (or a suspicion's), or None."""

@@ -352,7 +352,8 @@ def test_bad_value_is_one_config_error_and_writes_nothing(args, match, runs):
 
 def test_a_seed_out_of_range_is_one_line_from_the_cli(tmp_path):
     out = cli("model=mlp", "seed=99999999999999999999", f"out_dir={tmp_path}", "logger=none")
-    assert out.returncode == 2 and "seed=99999999999999999999: must be a whole number in [0, 4294967295]" in one_line(out)
+    assert out.returncode == 2
+    assert "seed=99999999999999999999: must be a whole number in [0, 4294967295]" in one_line(out)
 
 
 def test_a_run_no_longer_than_its_timing_warmup_says_it_timed_every_step(runs, caplog):
@@ -466,3 +467,15 @@ def test_cost_refuses_a_law_that_is_not_one_in_one_line(law, match, tmp_path, ca
     assert main([f"law={path}", "compute=1e21", "gpu=H100", "gpus=64"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: law={path}: ") and match in err, err
+
+
+def test_reanalysing_a_study_reuses_its_wandb_run(tmp_path):
+    """Was: each harness-analyze added another offline run, so `wandb sync` uploaded duplicates."""
+    from analysis.report import Report, log_wandb
+
+    report = Report("params", tmp_path / "report", 3, {"ok": 3}, [], {})
+    first, again = log_wandb(report, "offline"), log_wandb(report, "offline")
+    assert first and first == again
+    assert len(list((tmp_path / "report" / "wandb").glob("offline-run-*"))) == 1
+    other = log_wandb(Report("params", tmp_path / "other", 3, {"ok": 3}, [], {}), "offline")
+    assert other and other != first  # another report folder is another report
