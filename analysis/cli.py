@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import AnalysisError, load_table, usable_rows
+from harness.children import command
 from harness.jsonsafe import json_ready
 
 
@@ -121,6 +122,7 @@ def _study(argv: list[str]) -> int:
     return 0
 
 
+@command("harness-analyze", then="run it again")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `harness-analyze`."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -14,6 +14,7 @@ import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from harness.children import QUIET_ENV
 from harness.config import (CONF_DIR, EXIT_FAILED, ConfigError, check_overrides, check_paths, compose,
                             exit_bad_input, hydra_error)
 
@@ -87,7 +88,8 @@ def main() -> None:
         name = getattr(e, "signame", "SIGINT")
         where = getattr(e, "run_dir", None)
         what = f"run {where} recorded as failed; " if where else ""
-        print(f"interrupted ({name}): {what}the same command resumes (finished runs are kept)", file=sys.stderr)
+        if not os.environ.get(QUIET_ENV):
+            print(f"interrupted ({name}): {what}the same command resumes (finished runs are kept)", file=sys.stderr)
         sys.exit(128 + signal.Signals[name].value)
 
 

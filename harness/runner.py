@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,6 +27,7 @@ from harness import distributed as D
 from harness import metrics as M
 from harness.build import check_config, epochs
 from harness.checkpoint import Checkpointer
+from harness.children import stop_children
 from harness.config import check_paths, inside, positive
 from harness.device import environment, resolve_device, resolve_threads
 from harness.identity import run_id as make_run_id
@@ -102,6 +104,7 @@ def interruptible():
     def handler(signum: int, frame: Any) -> None:
         if not raised:
             raised.append(signum)
+            stop_children(_trains_a_run)  # a launcher's workers record their runs first: joblib would kill them
             raise Interrupted(signal.Signals(signum).name)
 
     # In a submitit job SIGTERM stays submitit's: the Checkpointer saves at the step's end and the job goes on
@@ -113,6 +116,14 @@ def interruptible():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _trains_a_run(proc: psutil.Process) -> bool:
+    """Whether `proc` (a launcher's worker) holds a run's lock, i.e. trains it and has not recorded it yet."""
+    try:
+        return any(Path(f.path).name == LOCK for f in proc.open_files())
+    except psutil.Error:
+        return False
 
 
 @contextlib.contextmanager

@@ -479,3 +479,70 @@ def test_reanalysing_a_study_reuses_its_wandb_run(tmp_path):
     assert len(list((tmp_path / "report" / "wandb").glob("offline-run-*"))) == 1
     other = log_wandb(Report("params", tmp_path / "other", 3, {"ok": 3}, [], {}), "offline")
     assert other and other != first  # another report folder is another report
+
+
+def _descendants_gone(procs, timeout=10.0) -> list:
+    import psutil
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return [(p.pid, p.cmdline()[:4]) for p in alive]
+
+
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_a_signal_to_harness_forecast_stops_every_process_it_started(sig, group, tmp_path):
+    """Was: SIGTERM killed the parent silently while its stage kept training; Ctrl-C (SIGINT to the terminal's
+    process group) printed a 37-line traceback and left joblib workers training."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness.forecast", "scale=smoke", f"out_dir={tmp_path}",
+                             "logger=none", "grid.smoke.lr.flops=4e11"],  # lr-stage runs of minutes
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any('"running"' in r.read_text() for r in tmp_path.rglob("result.json")):
+        time.sleep(0.2)
+    time.sleep(1)
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert len(tree) >= 2  # the stage and its joblib workers
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert err.strip().splitlines() == [f"interrupted ({sig.name}): harness-forecast stopped with every process it "
+                                         "started; the same command resumes (finished runs are kept)"], err[-3000:]
+    assert not _descendants_gone(tree)
+    results = [json.loads(r.read_text()) for r in tmp_path.rglob("result.json")]
+    assert results and not [r for r in results if r["status"] == "running"]
+    assert any((r["reason"] or "").startswith("interrupted (") for r in results)
+
+
+def test_forecast_score_before_any_stage_is_one_line(tmp_path, capsys):
+    """Was: an AnalysisError traceback."""
+    from harness.forecast import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["step=score", f"out_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.strip() == (f"error: step=score: no forecast.json in {tmp_path / 'forecast'}: "
+                                                   "run the steps before it first")
+
+
+def test_ctrl_c_during_harness_analyze_is_one_line(tmp_path):
+    """Was: a KeyboardInterrupt traceback."""
+    n = [1e5, 3e5, 1e6, 3e6, 1e7, 3e7] * 2
+    d = [1e8] * 6 + [1e9] * 6
+    path = tmp_path / "points.csv"
+    path.write_text("N,D,loss\n" + "".join(f"{a},{b},{2 + 400 / a ** 0.34 + 400 / b ** 0.28}\n" for a, b in zip(n, d)))
+    proc = subprocess.Popen([sys.executable, "-m", "analysis.cli", "chinchilla", str(path), "--bootstrap", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # imported and fitting
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    import re
+
+    assert proc.returncode == 130, err
+    assert re.fullmatch(r"interrupted \(SIGINT\): harness-analyze stopped( with every process it started)?; run it again",
+                        err.strip()), err
