@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analysis.data import AnalysisError, load_table, usable_rows
 from harness.children import command
@@ -31,7 +32,7 @@ def _load(path: str) -> pd.DataFrame:
     """load_table, with a file that is not a table (binary, not UTF-8, ragged) as a one-line AnalysisError naming it."""
     try:
         return load_table(path)
-    except (UnicodeDecodeError, pd.errors.ParserError) as e:
+    except (UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException) as e:  # Arrow: a corrupt or empty Parquet
         why = "undecodable bytes" if isinstance(e, UnicodeDecodeError) else str(e).strip().splitlines()[0]
         raise AnalysisError(f"{path}: not a readable CSV or Parquet table ({why})") from None
 

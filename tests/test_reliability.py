@@ -2,6 +2,7 @@
 
 Each test is one case of docs/reliability.md.
 """
+import contextlib
 import json
 import os
 import signal
@@ -413,6 +414,64 @@ def test_full_disk_is_one_line(runs):
     out = subprocess.run([sys.executable, "-c", script, *small("mlp", runs, "trainer.max_steps=3")],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "result.json: No space left on device" in one_line(out)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["out_dir=FILE"], "out_dir=FILE: .* is a file, not a folder"),
+    (["out_dir=FILE/sub"], "out_dir=FILE/sub: .* is a file, not a folder"),
+    (["study=" + "a" * 300], "study=a{20}...: is 300 characters, a folder name has at most 255"),
+])
+def test_an_out_dir_that_is_a_file_or_a_long_study_is_one_line(args, match, tmp_path):
+    """Was: NotADirectoryError / 'File name too long' tracebacks."""
+    import re
+
+    (tmp_path / "afile").write_text("")
+    args = [a.replace("FILE", str(tmp_path / "afile")) for a in args]
+    for mode in ([], ["-m"]):
+        out = cli(*mode, "model=mlp", "logger=none", f"out_dir={tmp_path / 'runs'}", *args)
+        assert out.returncode == 2 and re.search(match.replace("FILE", re.escape(str(tmp_path / "afile"))),
+                                                 one_line(out)), out.stderr
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, options: str):
+    """A 3 MB tmpfs at `path` (root only): a full or read-only disk for real, wandb's own files included."""
+    path.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=3m,{options}", "tmpfs", str(path)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_a_read_only_out_dir_is_one_line(tmp_path):
+    """Was: a PermissionError / OSError traceback."""
+    with small_disk(tmp_path / "ro", "ro") as ro:
+        out = cli("model=mlp", "logger=none", f"out_dir={ro}/runs")
+        assert out.returncode == 2 and f"out_dir={ro}/runs: {ro} is not writable" in one_line(out)
+
+
+def test_a_full_disk_with_wandb_on_is_one_line(tmp_path):
+    """Was: the one line, then 60 lines of wandb's '--- Logging error ---' as its log files failed too."""
+    with small_disk(tmp_path / "disk", "rw") as disk:
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "fill").write_bytes(b"\0" * (free - 40 * 1024))  # room for the run folder, not for wandb's files
+        env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"}
+        out = subprocess.run([sys.executable, "-m", "harness", "model=mlp", "trainer.max_steps=20", "logger=wandb",
+                              f"out_dir={disk}/runs"], capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 1 and "No space left on device" in one_line(out)
+
+
+@pytest.mark.parametrize("content", [b"PAR1 garbage", b""])
+@pytest.mark.parametrize("command", [[], ["chinchilla"]])
+def test_a_corrupt_or_empty_parquet_given_to_harness_analyze_is_one_line(content, command, tmp_path, capsys):
+    """Was: a pyarrow ArrowInvalid traceback."""
+    path = tmp_path / "results.parquet"
+    path.write_bytes(content)
+    code, err = analyze([*command, path], capsys)
+    assert code == 2 and err.count("\n") == 1 and "not a readable CSV or Parquet table" in err, err
 
 
 def analyze(argv, capsys) -> tuple[int, str]:
