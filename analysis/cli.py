@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analysis.data import AnalysisError, load_table, usable_rows
 from analysis.laws import INTERVAL
+from harness.children import command
 from harness.jsonsafe import json_ready
 
 
@@ -30,7 +33,7 @@ def _load(path: str) -> pd.DataFrame:
     """load_table, with a file that is not a table (binary, not UTF-8, ragged) as a one-line AnalysisError naming it."""
     try:
         return load_table(path)
-    except (UnicodeDecodeError, pd.errors.ParserError) as e:
+    except (UnicodeDecodeError, pd.errors.ParserError, pa.ArrowException) as e:  # Arrow: a corrupt or empty Parquet
         why = "undecodable bytes" if isinstance(e, UnicodeDecodeError) else str(e).strip().splitlines()[0]
         raise AnalysisError(f"{path}: not a readable CSV or Parquet table ({why})") from None
 
@@ -59,6 +62,13 @@ def _chinchilla(argv: list[str]) -> int:
             raise AnalysisError(f"chinchilla fit: column {col!r} has the single value {values[0]:g} in {len(rows)} "
                                 f"usable rows, so {term} cannot be told apart from E; need runs at 2+ values of "
                                 f"both {args.n} and {args.d} (one {args.d}: fit a power law in {args.n} instead)")
+    log_n, log_d = np.log(rows[args.n].to_numpy(float)), np.log(rows[args.d].to_numpy(float))
+    (k, c), residual, *_ = np.polyfit(log_n, log_d, 1, full=True)
+    if len(rows) >= len(PARAMS) and np.ptp(log_n) > 0 and residual.size and residual[0] < 1e-12 * len(rows):
+        # D a fixed function of N (a fixed tokens-per-parameter ratio): the fit trades alpha against beta freely
+        tie = f"{args.d} = {math.exp(c):.3g}·{args.n}" + (f"^{k:.3g}" if abs(k - 1) > 1e-6 else "")
+        raise AnalysisError(f"chinchilla fit: {tie} in all {len(rows)} usable rows, so A/N^alpha cannot be told apart "
+                            f"from B/D^beta; need runs at 2+ values of {args.d} per {args.n} (e.g. an IsoFLOP study)")
     fit = fit_chinchilla(table, args.n, args.d, args.loss, bootstrap=args.bootstrap, seed=args.seed)
     if args.plot:
         from analysis.plots import plot_frontier
@@ -114,6 +124,7 @@ def _study(argv: list[str]) -> int:
     return 0
 
 
+@command("harness-analyze", then="run it again")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `harness-analyze`."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -69,6 +69,15 @@ def _samples(raw: Any) -> pd.DataFrame | None:
     return df if len(df) else None
 
 
+def _checked(params: dict[str, float], name: Any) -> dict[str, float]:
+    """`params` if they make a law to plan with: E >= 0 (a loss floor), A, B, alpha, beta > 0 (loss falls with N, D)."""
+    for key in PARAMS:
+        value = params[key]
+        if not (math.isfinite(value) and (value >= 0 if key == "E" else value > 0)):
+            raise bad("law", name, f"{key} = {value:g}: a law needs E >= 0 and A, B, alpha, beta > 0")
+    return params
+
+
 def load_law(spec: str | Path | Mapping[str, float]) -> Law:
     """A law by name (hoffmann2022, epoch2024), a dict of E, A, B, alpha, beta, or a fits.json path (or the
     report or study folder that holds it).
@@ -79,7 +88,7 @@ def load_law(spec: str | Path | Mapping[str, float]) -> Law:
     whose path mentions chinchilla or approach 3 win over others.
     """
     if isinstance(spec, Mapping):
-        return Law({k: float(spec[k]) for k in PARAMS}, "given parameters")
+        return Law(_checked({k: float(spec[k]) for k in PARAMS}, "given parameters"), "given parameters")
     name = str(spec)
     if name.lower() in PUBLISHED:
         params, source = PUBLISHED[name.lower()]
@@ -108,7 +117,7 @@ def load_law(spec: str | Path | Mapping[str, float]) -> Law:
         if alloc and isinstance(alloc[0], dict) and "C (6ND)" in alloc[0]:
             fit_range = {"C": (math.nan, float(alloc[0]["C (6ND)"]))}
     k = float(holder.get("flops_per_param_token", 6.0))
-    return Law({p: float(params[p]) for p in PARAMS}, f"{path} ({path_str or 'top level'})",
+    return Law(_checked({p: float(params[p]) for p in PARAMS}, name), f"{path} ({path_str or 'top level'})",
                _samples(holder.get("samples")), fit_range, k)
 
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from harness import children
 from harness.config import EXIT_BAD_INPUT, ConfigError, choose, compose, exit_bad_input, fail, non_negative, positive
 from harness.results import RESULT, write_atomic
 
@@ -64,7 +64,7 @@ class Forecast:
     def multirun(self, stage: str, *overrides: str) -> None:
         cmd = [sys.executable, "-m", "harness", "-m", *self.base, f"stage={stage}", *overrides]
         print(f"forecast: stage {stage}: {' '.join(cmd[2:])}", flush=True)
-        code = subprocess.run(cmd).returncode
+        code = children.run(cmd)
         if code == EXIT_BAD_INPUT:
             sys.exit(EXIT_BAD_INPUT)  # the stage printed its one-line error
         if code:
@@ -179,6 +179,8 @@ class Forecast:
     def score(self, bootstrap: int) -> Path:
         from analysis.forecast_report import write_report
 
+        if not self.forecast_file.exists():
+            fail("step", "score", f"no forecast.json in {self.dir}: run the steps before it first")
         out = self.dir / "report"
         write_report(self.dir, out, bootstrap=bootstrap)
         return out
@@ -213,6 +215,7 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
     return own, extra
 
 
+@children.command("harness-forecast")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `harness-forecast`."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -9,6 +9,7 @@ as an error; neither stops the others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -151,10 +152,14 @@ def log_wandb(report: Report, mode: str = "offline", project: str = "scaling-lab
     try:
         import wandb
 
-        from harness.tracking import open_wandb
+        from harness.tracking import drop_offline, open_wandb
 
+        # One wandb run per report folder, whatever the number of re-runs: resumed online, replaced offline.
+        where = f"{report.study}\0{Path(report.out_dir).resolve()}"
+        run_id = "analysis-" + hashlib.sha256(where.encode()).hexdigest()[:12]
+        drop_offline(Path(wandb_dir or report.out_dir), run_id)
         run = open_wandb(Path(wandb_dir or report.out_dir), project=project, group=report.study, job_type="analysis",
-                         mode=mode, name=f"{report.study}-analysis",
+                         mode=mode, name=f"{report.study}-analysis", id=run_id, resume="allow",
                          config={"study": report.study, "n_runs": report.n_runs, **report.columns})
         try:
             rows = [[s.title, s.status, s.headline or s.reason] for s in report.sections]

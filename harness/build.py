@@ -19,6 +19,9 @@ from harness.models.layers import count_params
 from harness.train import budget_steps, check_step_cap, check_training
 
 
+MAX_SEED = 2 ** 32 - 1  # torch's CPU generator keeps a seed's low 32 bits: 2^32 would repeat seed 0
+
+
 @functools.lru_cache(maxsize=4)  # a study re-uses few datasets; each can be tens of MB
 def _data(data_json: str, seed: int, content: str | None) -> Dataset:  # content: a changed corpus is rebuilt
     return build_data(OmegaConf.create(json.loads(data_json)), seed)
@@ -30,8 +33,8 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
     Returns (data, model, steps); raises ConfigError for any bad key or value.
     """
     choose("device", cfg.device, ["auto", "cpu", "cuda", "mps"])
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        fail("seed", cfg.seed, "must be a whole number >= 0")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        fail("seed", cfg.seed, f"must be a whole number in [0, {MAX_SEED}]")
     if cfg.threads != "auto":
         positive("threads", cfg.threads)
     positive("peak_flops_per_s", cfg.peak_flops_per_s, allow_none=True, integer=False)

@@ -14,6 +14,7 @@ import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from harness.children import QUIET_ENV
 from harness.config import (CONF_DIR, EXIT_FAILED, ConfigError, check_overrides, check_paths, compose,
                             exit_bad_input, hydra_error)
 
@@ -39,9 +40,13 @@ def app(cfg: DictConfig) -> str:
             log.error("bad input: %s", e)
             return "failed"
         exit_bad_input(e)
-    except OSError as e:  # a full disk fails every later write too: stop with one line
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except OSError as e:  # a full disk or an unwritable out_dir fails every later write too: stop with one line
+        full, denied = e.errno in (errno.ENOSPC, errno.EDQUOT), e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        if not (full or denied) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        logging.raiseExceptions = False  # wandb's log files fail too: no "--- Logging error ---" for each line
+        if not full:
+            exit_bad_input(f"out_dir={cfg.out_dir}: {e.filename}: {os.strerror(e.errno)}")
         print(f"error: {e.filename or cfg.out_dir}: {os.strerror(e.errno)}; free space and run the same command "
               "again (finished runs are kept, this one is retrained)", file=sys.stderr)
         sys.exit(EXIT_FAILED)
@@ -87,7 +92,8 @@ def main() -> None:
         name = getattr(e, "signame", "SIGINT")
         where = getattr(e, "run_dir", None)
         what = f"run {where} recorded as failed; " if where else ""
-        print(f"interrupted ({name}): {what}the same command resumes (finished runs are kept)", file=sys.stderr)
+        if not os.environ.get(QUIET_ENV):
+            print(f"interrupted ({name}): {what}the same command resumes (finished runs are kept)", file=sys.stderr)
         sys.exit(128 + signal.Signals[name].value)
 
 

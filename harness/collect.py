@@ -27,9 +27,9 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
     """One row per run directory under `study_dir` that holds a readable result.json."""
     rows, bad = [], []
     for path in sorted(Path(study_dir).glob(f"*/{RESULT}")):
-        result, _ = inspect_result(path.parent)
+        result, problem = inspect_result(path.parent)
         if result is None:
-            bad.append(path)
+            bad.append(f"{path} ({problem})")
             continue
         row = {"run_id": result["run_id"], "status": result["status"], "reason": result.get("reason")}
         row.update(flatten(result.get("config") or {}))
@@ -38,7 +38,7 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
         row.update(flatten(result.get("env") or {}, "env."))
         rows.append(row)
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable or incomplete result file(s): {', '.join(map(str, bad[:5]))}", stacklevel=2)
+        warnings.warn(f"skipped {len(bad)} unreadable or incomplete result file(s): {'; '.join(bad[:5])}", stacklevel=2)
     return pd.DataFrame(rows)
 
 

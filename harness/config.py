@@ -19,6 +19,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Keys that place or label a run but do not change what it computes: excluded from run_id.
 NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra", "analyses",
                      "trainer.checkpoint_every", "trainer.keep_checkpoint")
+NAME_MAX = 255  # bytes in one folder name (Linux, macOS)
 FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]*")
 
 
@@ -199,8 +200,24 @@ def check_paths(cfg: DictConfig) -> None:
         raise ConfigError(f"study/out_dir: {str(e).splitlines()[0]}") from None
     if not FOLDER_NAME.fullmatch(study):
         fail("study", study, "must be a folder name: letters, digits and . _ - = +, no '/' or '..'")
+    if len(study.encode()) > NAME_MAX:
+        fail("study", f"{study[:20]}...", f"is {len(study.encode())} characters, a folder name has at most {NAME_MAX}")
     if not out_dir.strip():
         fail("out_dir", out_dir, "must be a folder path")
+    existing = next(p for p in (Path(out_dir).absolute(), *Path(out_dir).absolute().parents) if p.exists())
+    if not existing.is_dir():
+        fail("out_dir", out_dir, f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        fail("out_dir", out_dir, f"{existing} is not writable")
+    inside(Path(out_dir) / study, Path(out_dir))
+
+
+def inside(folder: Path, out_dir: Path) -> Path:
+    """`folder`, after refusing it when it resolves outside `out_dir` (a symlink put in its place)."""
+    if not folder.resolve().is_relative_to(out_dir.resolve()):
+        raise ConfigError(f"{folder}: leads to {folder.resolve()}, outside out_dir={out_dir} (a symlink?); "
+                          "remove it and run again")
+    return folder
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -79,6 +79,8 @@ SUMMARY = {
     # time
     "wall_s": _m("s", "harness.runner.run", "time/wall_s", "wall time of training, checkpoints included"),
     "warmup_s": _m("s", f"{MET}.step_time_stats", "time/warmup_s", "the untimed first steps, summed"),
+    "timed_steps": _m("count", f"{MET}.step_time_stats", "time/timed_steps",
+                      "steps in the speed metrics: all, warm-up included, when the run has no more steps than it"),
     "step_time_s": _m("s", f"{MET}.step_time_stats", "time/step_time_s", "median step time after the warm-up"),
     "step_time_p10_s": _m("s", f"{MET}.step_time_stats", "time/step_time_p10_s", "10th percentile step time"),
     "step_time_p90_s": _m("s", f"{MET}.step_time_stats", "time/step_time_p90_s", "90th percentile step time"),

@@ -123,10 +123,13 @@ class MemoryMeter:
 
 
 def step_time_stats(times: list[float], warmup: int) -> dict[str, float | None]:
-    """Median, p10, p90 of step times after the first `warmup` steps (which are summed in warmup_s)."""
-    timed = sorted(times[warmup:]) or sorted(times)
+    """Median, p10, p90 of step times after the first `warmup` steps (which are summed in warmup_s).
+
+    A run no longer than its warm-up times every step (warmup_s 0); `timed_steps` says how many were timed."""
+    warmup = warmup if len(times) > warmup else 0
+    timed = sorted(times[warmup:])
     q = lambda p: timed[min(len(timed) - 1, int(p * len(timed)))]  # noqa: E731
-    return {"warmup_s": sum(times[:warmup]), "step_time_s": median(timed),
+    return {"warmup_s": sum(times[:warmup]), "timed_steps": len(timed), "step_time_s": median(timed),
             "step_time_p10_s": q(0.1), "step_time_p90_s": q(0.9)}
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from harness.jsonsafe import json_ready
 
@@ -28,15 +29,16 @@ def atomic(path: Path) -> Iterator[Path]:
     """A temporary path in `path`'s folder to write; fsynced and renamed over `path` only when the block
     succeeds, so a reader sees the old file or the whole new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}"
+    # Not tempfile.mkstemp: its files are 0600; created like open() does, the file gets the process umask.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield Path(tmp)
+        yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -65,6 +67,11 @@ def check_result(result: Any, run_dir: Path) -> str | None:
         return "status ok without metrics"
     if result["status"] == "ok" and not (run_dir / HISTORY).is_file():
         return f"status ok but {HISTORY} is missing"
+    if result["status"] == "ok":
+        try:
+            pq.read_metadata(run_dir / HISTORY)  # the footer: a truncated or overwritten file fails here
+        except Exception as e:  # noqa: BLE001 - any reader error means the history cannot be used
+            return f"status ok but {HISTORY} is unreadable ({type(e).__name__})"
     return None
 
 

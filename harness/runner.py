@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +27,8 @@ from harness import distributed as D
 from harness import metrics as M
 from harness.build import check_config, epochs
 from harness.checkpoint import Checkpointer
-from harness.config import check_paths, positive
+from harness.children import stop_children
+from harness.config import check_paths, inside, positive
 from harness.device import environment, resolve_device, resolve_threads
 from harness.identity import run_id as make_run_id
 from harness.models import param_counts
@@ -72,9 +74,10 @@ class Progress:
 
 
 def run_dir_for(cfg: DictConfig, rid: str) -> Path:
-    """<out_dir>/<study>/<run_id>; `study` is checked to be a plain folder name, so it stays under out_dir."""
+    """<out_dir>/<study>/<run_id>; `study` is checked to be a plain folder name, and the folder, resolved, must
+    stay under out_dir: a study or run folder replaced by a symlink to elsewhere is refused, never written through."""
     check_paths(cfg)
-    return Path(cfg.out_dir) / str(cfg.study) / rid
+    return inside(Path(cfg.out_dir) / str(cfg.study) / rid, Path(cfg.out_dir))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -101,6 +104,7 @@ def interruptible():
     def handler(signum: int, frame: Any) -> None:
         if not raised:
             raised.append(signum)
+            stop_children(_trains_a_run)  # a launcher's workers record their runs first: joblib would kill them
             raise Interrupted(signal.Signals(signum).name)
 
     # In a submitit job SIGTERM stays submitit's: the Checkpointer saves at the step's end and the job goes on
@@ -112,6 +116,14 @@ def interruptible():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _trains_a_run(proc: psutil.Process) -> bool:
+    """Whether `proc` (a launcher's worker) holds a run's lock, i.e. trains it and has not recorded it yet."""
+    try:
+        return any(Path(f.path).name == LOCK for f in proc.open_files())
+    except psutil.Error:
+        return False
 
 
 @contextlib.contextmanager
@@ -288,6 +300,9 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
     warmup, compiled = int(cfg.trainer.timing_warmup_steps), bool(cfg.trainer.get("compile", False))
     warmup = max(warmup, 1) if compiled else warmup  # the compiling step never counts as a timed step
     timing = M.step_time_stats(outcome.step_times, warmup)
+    if warmup and len(outcome.step_times) <= warmup:
+        log.warning("%d steps, not more than trainer.timing_warmup_steps=%d: the speed metrics time every step, "
+                    "warm-up included (timed_steps)", outcome.steps, warmup)
     if compiled:
         timing["compile_s"] = M.compile_overhead(outcome.step_times, warmup, timing["step_time_s"])
     used = M.totals(outcome.steps, batch, tpe, flops_per_example, outcome.step_times, outcome.data_time_s)

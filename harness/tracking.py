@@ -41,6 +41,13 @@ def open_wandb(dir: Path, **init: Any) -> Any:
                       settings=wandb.Settings(silent=True, console="off", x_disable_stats=True), **init)
 
 
+def drop_offline(dir: Path, run_id: str) -> None:
+    """Remove an earlier attempt's offline folder of wandb run `run_id` under `dir`, which the new attempt
+    replaces: `wandb sync` would upload each folder as another copy of the run."""
+    for stale in (dir / "wandb").glob(f"offline-run-*-{run_id}"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 class Tracker:
     """Thin guard around a wandb run; every call is a no-op once logging is off or has failed."""
 
@@ -51,8 +58,7 @@ class Tracker:
             return
         try:
             wandb_dir = Path(lcfg.dir or run_dir)
-            for stale in (wandb_dir / "wandb").glob(f"offline-run-*-{run_id}"):  # an earlier attempt of this run
-                shutil.rmtree(stale, ignore_errors=True)
+            drop_offline(wandb_dir, run_id)
             self.run = open_wandb(
                 project=lcfg.project, entity=lcfg.entity, group=lcfg.group, job_type=lcfg.job_type,
                 tags=list(lcfg.tags), name=f"{cfg.study}-{run_id}", id=run_id, resume="allow",

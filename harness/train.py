@@ -3,9 +3,10 @@ validation, divergence check. It returns the per-step history and what the metri
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +26,17 @@ if TYPE_CHECKING:
 DEFAULT_STEPS = 200
 MAX_STEPS = 10_000_000  # a budget above this is a unit slip (1e30 tokens); even at 1 ms/step it is ~3 hours
 SCHEDULES = ("constant", "cosine", "linear")
-# Divergence rule: a training loss that is NaN/inf, or above DIVERGE_FACTOR x the first step's loss, at
-# any step (warmup included). A model that is 4x worse than at initialisation (for cross-entropy, 4x the
-# loss of a uniform guess) has left the basin; normal noise, even at the largest stable LR, stays far below.
+# Divergence rule: a training loss that is NaN/inf at any step, the final validation loss (the only check of
+# the last update) NaN/inf or above DIVERGE_FACTOR x the validation loss at initialisation, or, during the run,
+# a validation loss above that bound at DIVERGE_CONFIRM suspicions in a row. A suspicion is the median of the
+# last DIVERGE_WINDOW training losses above the bound; it is looked at again after a fresh window. Training
+# losses only raise the suspicion: at batch size 1 a squared error ranges over orders of magnitude and several
+# bad examples in a row are common, while the validation loss averages eval_samples fixed examples; asking for
+# it twice lets a transient excursion that recovers pass, while a blow-up stays. A model 4x worse than at
+# initialisation (for cross-entropy, 4x a uniform guess) has left the basin.
 DIVERGE_FACTOR = 4.0
+DIVERGE_WINDOW = 5
+DIVERGE_CONFIRM = 2
 
 
 class Diverged(Exception):
@@ -39,13 +47,45 @@ class Diverged(Exception):
         self.step, self.history = step, history  # the rows logged before it
 
 
-def divergence(loss: float, first: float | None) -> str | None:
-    """Why `loss` counts as diverged (see DIVERGE_FACTOR), given the first step's loss; None if it does not."""
-    if not math.isfinite(loss):
-        return f"loss not finite ({loss})"
-    if first is not None and first > 0 and loss > DIVERGE_FACTOR * first:
-        return f"loss {loss:.4g} above {DIVERGE_FACTOR:g} x the first step's {first:.4g}"
+def divergence(level: float, reference: float, what: str = "loss") -> str | None:
+    """Why a loss `level` counts as diverged against the `reference` (the loss at initialisation); else None."""
+    if not math.isfinite(level):
+        return f"{what} not finite ({level})"
+    if level > DIVERGE_FACTOR * reference:
+        return f"{what} {level:.4g} above {DIVERGE_FACTOR:g} x the validation loss at initialisation {reference:.4g}"
     return None
+
+
+@dataclass
+class DivergenceCheck:
+    """The divergence rule over a run, against `reference`, the validation loss at initialisation."""
+
+    reference: float
+    recent: list[float] = field(default_factory=list)  # the training losses since the last suspicion
+    confirmed: int = 0  # suspicions in a row that the validation loss confirmed
+
+    def train(self, loss: float, val_loss: Callable[[], float]) -> str | None:
+        """Why the run diverged at this step's training `loss` (`val_loss()` checks a suspicion), or None."""
+        if not math.isfinite(loss):
+            return divergence(loss, self.reference)
+        self.recent = [*self.recent, loss][-DIVERGE_WINDOW:]
+        if len(self.recent) < DIVERGE_WINDOW:
+            return None
+        level = statistics.median(self.recent)
+        if not divergence(level, self.reference):
+            self.confirmed = 0
+            return None
+        self.recent = []
+        why = self.final(val_loss())
+        self.confirmed = self.confirmed + 1 if why else 0
+        if self.confirmed < DIVERGE_CONFIRM:
+            return None
+        return (f"{why} (median training loss of the last {DIVERGE_WINDOW} steps {level:.4g}), "
+                f"{DIVERGE_CONFIRM} times in a row")
+
+    def final(self, val_loss: float) -> str | None:
+        """Why the run diverged by its final `val_loss` (or a suspicion's), or None."""
+        return divergence(val_loss, self.reference, "validation loss")
 
 
 @dataclass
@@ -126,6 +166,12 @@ def check_training(cfg: DictConfig) -> Settings:
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
     positive("optim.lr", ocfg.lr, integer=False)
+    betas = ocfg.betas
+    if not (isinstance(betas, Sequence) and len(betas) == 2 and all(_fraction(b) for b in betas)):
+        fail("optim.betas", list(betas) if isinstance(betas, Sequence) else betas,
+             "must be two numbers in [0, 1), e.g. [0.9,0.95]")
+    if not _fraction(ocfg.momentum):
+        fail("optim.momentum", ocfg.momentum, "must be in [0, 1)")
     if float(ocfg.lr_exponent) != 0:
         positive("optim.lr_ref_params", ocfg.lr_ref_params)
     fraction = ocfg.warmup_fraction
@@ -144,6 +190,11 @@ def check_training(cfg: DictConfig) -> Settings:
         fail("trainer.compile", compiled, "must be true or false")
     return Settings(batch // (accum * world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples),
                     compiled)
+
+
+def _fraction(value: object) -> bool:
+    """Whether `value` is a number in [0, 1) (Adam's betas, SGD's momentum)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
 
 
 def peak_lr(cfg: DictConfig, n_params: int) -> float:
@@ -237,11 +288,13 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     sampler = data.sampler(seed)  # batch order: same seed, same batches
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
     eval_n = checked.eval_samples
-    out, first_loss = TrainOutcome(lr_peak=base_lr), None
+    out = TrainOutcome(lr_peak=base_lr)
     loop = ckpt.restore(model, opt, sampler) if ckpt is not None else None
     if loop is not None:
-        first_loss = loop.pop("first_loss")
+        check = DivergenceCheck(**loop.pop("divergence"))
         out = TrainOutcome(**loop)
+    else:
+        check = DivergenceCheck(evaluate(model, data, eval_n, micro, autocast))
     net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
     model.train()
     # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
@@ -267,16 +320,17 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         loss_value = float(mean(loss_sum, world))  # syncs the device: the step is done when the clock stops
         sync(device)
         dt = time.perf_counter() - t0
-        why = divergence(loss_value, first_loss)
+        why = check.train(loss_value, lambda: evaluate(model, data, eval_n, micro, autocast))
         if why:
             raise Diverged(step + 1, why, out.history)
-        first_loss = loss_value if first_loss is None else first_loss
         out.step_times.append(dt)
         out.data_time_s += data_s
         out.steps, out.train_loss = step + 1, loss_value
         last = step == steps - 1
         val, val_sampled = (evaluate(model, data, eval_n, micro, autocast)
                             if last or (eval_every and (step + 1) % eval_every == 0) else (None, None))
+        if last and (why := check.final(val)):
+            raise Diverged(step + 1, why, out.history)
         if val is not None:
             out.val_loss, out.val_loss_sampled = val, val_sampled
         if last or step % log_every == 0 or val is not None:
@@ -287,5 +341,5 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
             out.history.append(row)
             on_log(row)
         if ckpt is not None and not last and ckpt.due(step + 1):
-            ckpt.save(model, opt, sampler, {**asdict(out), "first_loss": first_loss})
+            ckpt.save(model, opt, sampler, {**asdict(out), "divergence": asdict(check)})
     return out

@@ -2,6 +2,7 @@
 
 Each test is one case of docs/reliability.md.
 """
+import contextlib
 import json
 import os
 import signal
@@ -14,10 +15,10 @@ import pytest
 
 from conftest import small
 from harness import ConfigError, compose, run
-from harness.collect import collect
+from harness.collect import collect, save
 from harness.identity import run_id
 from harness.study import StudyCallback, study_configs, summarise
-from harness.train import DIVERGE_FACTOR, divergence
+from harness.train import DIVERGE_CONFIRM, DIVERGE_FACTOR, DIVERGE_WINDOW, DivergenceCheck, divergence
 
 
 def cli(*args, timeout=120, env=None):
@@ -34,14 +35,49 @@ def one_line(out) -> str:
 # ---- 1. divergence by a rule -------------------------------------------------------------------------------
 
 def test_divergence_rule():
-    assert divergence(float("nan"), 2.0) and divergence(float("inf"), None)
+    assert divergence(float("nan"), 2.0) and divergence(float("inf"), 2.0)
     assert divergence(DIVERGE_FACTOR * 2.0 + 0.1, 2.0) and not divergence(DIVERGE_FACTOR * 2.0 - 0.1, 2.0)
-    assert not divergence(1e9, None)  # the first step sets the reference
+    check, vals = DivergenceCheck(reference=1.0), []
+
+    def val():
+        vals.append(1)
+        return 1.0  # the validation loss says the model is fine
+
+    # single examples 70x the reference (the batch-size-1 case), even several in a row, are no divergence
+    assert not any(check.train(x, val) for x in [0.03, 2.2, 70.0, 0.1, 70.0, 70.0, 70.0, 70.0, 0.2] * 4)
+    assert vals  # the training losses raised a suspicion, which the validation loss did not confirm
+    assert DivergenceCheck(1.0).train(float("nan"), val)  # NaN/inf at any step, the first included
+
+
+def test_a_blow_up_is_caught_and_a_transient_excursion_is_not():
+    blown = DivergenceCheck(reference=1.0)
+    steps = [blown.train(1e6, lambda: 1e6) for _ in range(DIVERGE_WINDOW * DIVERGE_CONFIRM)]
+    assert not any(steps[:-1]) and "validation loss 1e+06 above 4 x" in steps[-1]
+    back = DivergenceCheck(reference=1.0)
+    excursion = iter([5.0, 0.9])  # confirmed once, then the model recovered
+    assert not any(back.train(x, lambda: next(excursion)) for x in [9.0] * DIVERGE_WINDOW * DIVERGE_CONFIRM)
+    assert back.final(DIVERGE_FACTOR * 1.01) and not back.final(DIVERGE_FACTOR * 0.99) and back.final(float("nan"))
+
+
+def test_batch_size_1_regression_is_not_marked_diverged(runs):
+    """Was: 4 of 6 seeds `diverged` (2.159 above 4 x first step's 0.02929 at step 2)."""
+    statuses = {run(compose(["model=mlp", "data.task=regression", "trainer.batch_size=1", "trainer.max_steps=60",
+                             f"seed={seed}", "logger=none", f"out_dir={runs}", "threads=1"])).reason
+                for seed in range(6)}
+    assert statuses == {None}, statuses
+
+
+@pytest.mark.parametrize("lr", ["1e4", "1e38"])
+def test_the_last_update_is_checked(lr, runs):
+    """Was: `ok` with val_loss 5.4e16 (lr 1e4) or null (lr 1e38) after a single step."""
+    res = run(compose(small("mlp", runs, "trainer.max_steps=1", f"optim.lr={lr}", "optim.warmup_steps=10")))
+    assert res.status == "diverged" and "validation loss" in res.reason, res.reason
+    assert res.metrics["diverged_step"] == 1
 
 
 def test_lstm_whose_loss_explodes_without_nan_ends_diverged(runs):
     res = run(compose(small("lstm", runs, "optim.lr=1e6", "trainer.max_steps=10")))
-    assert res.status == "diverged" and "first step" in res.reason, res.reason
+    assert res.status == "diverged" and "at initialisation" in res.reason, res.reason
     saved = json.loads((res.run_dir / "result.json").read_text())
     assert saved["status"] == "diverged" and saved["metrics"]["diverged_step"] == len(res.history) + 1 <= 10
 
@@ -73,6 +109,15 @@ def test_incomplete_result_is_retrained_and_never_collected(how, runs, caplog):
     assert again.status == "ok" and not again.reused
     assert "not a complete result" in caplog.text or "unreadable" in caplog.text
     assert run(cfg).reused and len(collect(runs / "single")) == 1
+
+
+def test_an_ok_run_with_an_unreadable_history_is_left_out_of_the_table_with_a_warning(runs):
+    """Was: harness-collect kept the row, no warning."""
+    res = run(compose(small("mlp", runs, "trainer.max_steps=2")))
+    (res.run_dir / "history.parquet").write_bytes(b"PAR1 not a parquet file")
+    with pytest.warns(UserWarning, match=r"history.parquet is unreadable"):
+        assert collect(runs / "single").empty
+    assert not run(compose(small("mlp", runs, "trainer.max_steps=2"))).reused  # and the run is retrained
 
 
 def test_force_with_a_non_object_result_retrains(runs):
@@ -215,6 +260,27 @@ def text_run(runs, corpus, *extra):
             "logger=none", "threads=1", "trainer.eval_samples=16", *extra]
 
 
+@pytest.mark.parametrize("link", ["run", "study"])
+def test_a_run_folder_replaced_by_a_symlink_out_of_out_dir_is_refused(link, runs, tmp_path):
+    """Was: with force=true the run wrote into the symlink's target and deleted a traceback.txt there."""
+    args = small("mlp", runs, "trainer.max_steps=2", "force=true")
+    res = run(compose(args))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "traceback.txt").write_text("keep me")
+    target = res.run_dir if link == "run" else res.run_dir.parent
+    import shutil
+
+    shutil.rmtree(target)
+    target.symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="outside out_dir"):
+        run(compose(args))
+    out = cli(*args)
+    assert out.returncode == 2 and "outside out_dir" in one_line(out)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["traceback.txt"]
+    assert (elsewhere / "traceback.txt").read_text() == "keep me"
+
+
 def test_a_changed_corpus_is_a_new_run(runs, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(b"the quick brown fox jumps over the lazy dog. " * 4000)
@@ -274,11 +340,48 @@ def test_a_sweep_over_a_label_would_duplicate_runs_and_fails(tmp_path):
     (["model.n_heads=-4"], "model.n_heads=-4: must be positive"),
     (["seed=abc"], "seed=abc: must be a whole number"),
     (["model.target_params=1e15"], "model.target_params=.*more than this machine's memory"),
+    (["seed=4294967296"], r"seed=4294967296: must be a whole number in \[0, 4294967295\]"),  # repeated seed 0
+    (["seed=99999999999999999999"], r"seed=99999999999999999999: must be a whole number in \[0, 4294967295\]"),
+    (["optim.betas=[2,0.9]"], r"optim.betas=\[2, 0.9\]: must be two numbers in \[0, 1\)"),
+    (["optim=sgd", "optim.momentum=-1"], r"optim.momentum=-1: must be in \[0, 1\)"),
 ])
 def test_bad_value_is_one_config_error_and_writes_nothing(args, match, runs):
     with pytest.raises(ConfigError, match=match):
         run(compose(small("transformer", runs, *args)))
     assert not runs.exists()
+
+
+def test_a_seed_out_of_range_is_one_line_from_the_cli(tmp_path):
+    out = cli("model=mlp", "seed=99999999999999999999", f"out_dir={tmp_path}", "logger=none")
+    assert out.returncode == 2
+    assert "seed=99999999999999999999: must be a whole number in [0, 4294967295]" in one_line(out)
+
+
+def test_a_run_no_longer_than_its_timing_warmup_says_it_timed_every_step(runs, caplog):
+    res = run(compose(small("mlp", runs, "trainer.max_steps=2", "trainer.timing_warmup_steps=3")))
+    assert res.metrics["timed_steps"] == 2 and res.metrics["warmup_s"] == 0
+    assert "the speed metrics time every step, warm-up included" in caplog.text
+    longer = run(compose(small("mlp", runs, "trainer.max_steps=5", "trainer.timing_warmup_steps=3")))
+    assert longer.metrics["timed_steps"] == 2 and longer.metrics["warmup_s"] > 0
+
+
+def test_results_are_written_with_the_process_umask(runs):
+    """Was: result.json, history.parquet, results.* 0600 under umask 022 (the atomic writer's tempfile)."""
+    from harness.results import write_atomic
+
+    previous = os.umask(0o022)
+    try:
+        res = run(compose(small("mlp", runs, "trainer.max_steps=2")))
+        save(collect(runs / "single"), runs / "single" / "results")
+        os.umask(0o077)
+        write_atomic(runs / "private.txt", "x")
+    finally:
+        os.umask(previous)
+    for path in (res.run_dir / "result.json", res.run_dir / "history.parquet", runs / "single" / "results.parquet",
+                 runs / "single" / "results.csv"):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o644), path
+    assert oct((runs / "private.txt").stat().st_mode & 0o777) == oct(0o600)
+    assert not list(runs.rglob(".*.*"))  # no temporary file left
 
 
 # ---- 8. tracebacks where a line belongs -------------------------------------------------------------------
@@ -313,6 +416,64 @@ def test_full_disk_is_one_line(runs):
     assert out.returncode == 1 and "result.json: No space left on device" in one_line(out)
 
 
+@pytest.mark.parametrize("args, match", [
+    (["out_dir=FILE"], "out_dir=FILE: .* is a file, not a folder"),
+    (["out_dir=FILE/sub"], "out_dir=FILE/sub: .* is a file, not a folder"),
+    (["study=" + "a" * 300], "study=a{20}...: is 300 characters, a folder name has at most 255"),
+])
+def test_an_out_dir_that_is_a_file_or_a_long_study_is_one_line(args, match, tmp_path):
+    """Was: NotADirectoryError / 'File name too long' tracebacks."""
+    import re
+
+    (tmp_path / "afile").write_text("")
+    args = [a.replace("FILE", str(tmp_path / "afile")) for a in args]
+    for mode in ([], ["-m"]):
+        out = cli(*mode, "model=mlp", "logger=none", f"out_dir={tmp_path / 'runs'}", *args)
+        assert out.returncode == 2 and re.search(match.replace("FILE", re.escape(str(tmp_path / "afile"))),
+                                                 one_line(out)), out.stderr
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, options: str):
+    """A 3 MB tmpfs at `path` (root only): a full or read-only disk for real, wandb's own files included."""
+    path.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=3m,{options}", "tmpfs", str(path)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_a_read_only_out_dir_is_one_line(tmp_path):
+    """Was: a PermissionError / OSError traceback."""
+    with small_disk(tmp_path / "ro", "ro") as ro:
+        out = cli("model=mlp", "logger=none", f"out_dir={ro}/runs")
+        assert out.returncode == 2 and f"out_dir={ro}/runs: {ro} is not writable" in one_line(out)
+
+
+def test_a_full_disk_with_wandb_on_is_one_line(tmp_path):
+    """Was: the one line, then 60 lines of wandb's '--- Logging error ---' as its log files failed too."""
+    with small_disk(tmp_path / "disk", "rw") as disk:
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "fill").write_bytes(b"\0" * (free - 40 * 1024))  # room for the run folder, not for wandb's files
+        env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"}
+        out = subprocess.run([sys.executable, "-m", "harness", "model=mlp", "trainer.max_steps=20", "logger=wandb",
+                              f"out_dir={disk}/runs"], capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 1 and "No space left on device" in one_line(out)
+
+
+@pytest.mark.parametrize("content", [b"PAR1 garbage", b""])
+@pytest.mark.parametrize("command", [[], ["chinchilla"]])
+def test_a_corrupt_or_empty_parquet_given_to_harness_analyze_is_one_line(content, command, tmp_path, capsys):
+    """Was: a pyarrow ArrowInvalid traceback."""
+    path = tmp_path / "results.parquet"
+    path.write_bytes(content)
+    code, err = analyze([*command, path], capsys)
+    assert code == 2 and err.count("\n") == 1 and "not a readable CSV or Parquet table" in err, err
+
+
 def analyze(argv, capsys) -> tuple[int, str]:
     from analysis.cli import main
 
@@ -327,6 +488,7 @@ def analyze(argv, capsys) -> tuple[int, str]:
     ("binary", [], "not a readable CSV"),
     ("random", [], "not a readable CSV"),
     ("good", ["--bootstrap", "-5"], "--bootstrap=-5: must be >= 0"),
+    ("tied", [], "D = 100·N in all 6 usable rows, so A/N\\^alpha cannot be told apart"),  # was TypeError: complex
 ])
 def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, capsys):
     import re
@@ -339,6 +501,7 @@ def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, c
     else:
         n = [1e6] * 10 if table == "identical" else [1e5, 3e5, 1e6, 3e6, 1e7, 3e7] * (2 if table == "good" else 1)
         d = [2e7] * 10 if table == "identical" else [1e8] * 6 + ([1e9] * 6 if table == "good" else [])
+        d = [100 * x for x in n] if table == "tied" else d
         path.write_text("N,D,loss\n" + "".join(f"{a},{b},{2 + 400 / a ** 0.34 + 400 / b ** 0.28}\n"
                                                for a, b in zip(n, d)))
     code, err = analyze(["chinchilla", path, *extra], capsys)
@@ -348,3 +511,97 @@ def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, c
 def test_study_report_with_a_negative_bootstrap_is_one_line(tmp_path, capsys):
     code, err = analyze([tmp_path, "--bootstrap", "-5"], capsys)
     assert code == 2 and err.strip() == "error: --bootstrap=-5: must be >= 0 (0 = no intervals)"
+
+
+@pytest.mark.parametrize("law, match", [
+    ({"E": -1.0, "A": 400, "B": 400, "alpha": 0.34, "beta": 0.28}, "E = -1: a law needs E >= 0"),  # was planned
+    ({"E": 1.7, "A": 400, "B": 400, "alpha": -0.34, "beta": 0.28}, "alpha = -0.34"),  # was a traceback
+    ({"E": 1.7, "A": -400, "B": 400, "alpha": 0.34, "beta": 0.28}, "A = -400"),  # was a traceback
+])
+def test_cost_refuses_a_law_that_is_not_one_in_one_line(law, match, tmp_path, capsys):
+    from analysis.cost_cli import main
+
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps(law))
+    assert main([f"law={path}", "compute=1e21", "gpu=H100", "gpus=64"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: law={path}: ") and match in err, err
+
+
+def test_reanalysing_a_study_reuses_its_wandb_run(tmp_path):
+    """Was: each harness-analyze added another offline run, so `wandb sync` uploaded duplicates."""
+    from analysis.report import Report, log_wandb
+
+    report = Report("params", tmp_path / "report", 3, {"ok": 3}, [], {})
+    first, again = log_wandb(report, "offline"), log_wandb(report, "offline")
+    assert first and first == again
+    assert len(list((tmp_path / "report" / "wandb").glob("offline-run-*"))) == 1
+    other = log_wandb(Report("params", tmp_path / "other", 3, {"ok": 3}, [], {}), "offline")
+    assert other and other != first  # another report folder is another report
+
+
+def _descendants_gone(procs, timeout=10.0) -> list:
+    import psutil
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return [(p.pid, p.cmdline()[:4]) for p in alive]
+
+
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_a_signal_to_harness_forecast_stops_every_process_it_started(sig, group, tmp_path):
+    """Was: SIGTERM killed the parent silently while its stage kept training; Ctrl-C (SIGINT to the terminal's
+    process group) printed a 37-line traceback and left joblib workers training."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness.forecast", "scale=smoke", f"out_dir={tmp_path}",
+                             "logger=none", "grid.smoke.lr.flops=4e11"],  # lr-stage runs of minutes
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any('"running"' in r.read_text() for r in tmp_path.rglob("result.json")):
+        time.sleep(0.2)
+    time.sleep(1)
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert len(tree) >= 2  # the stage and its joblib workers
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert err.strip().splitlines() == [f"interrupted ({sig.name}): harness-forecast stopped with every process it "
+                                         "started; the same command resumes (finished runs are kept)"], err[-3000:]
+    assert not _descendants_gone(tree)
+    results = [json.loads(r.read_text()) for r in tmp_path.rglob("result.json")]
+    assert results and not [r for r in results if r["status"] == "running"]
+    assert any((r["reason"] or "").startswith("interrupted (") for r in results)
+
+
+def test_forecast_score_before_any_stage_is_one_line(tmp_path, capsys):
+    """Was: an AnalysisError traceback."""
+    from harness.forecast import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["step=score", f"out_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.strip() == (f"error: step=score: no forecast.json in {tmp_path / 'forecast'}: "
+                                                   "run the steps before it first")
+
+
+def test_ctrl_c_during_harness_analyze_is_one_line(tmp_path):
+    """Was: a KeyboardInterrupt traceback."""
+    n = [1e5, 3e5, 1e6, 3e6, 1e7, 3e7] * 2
+    d = [1e8] * 6 + [1e9] * 6
+    path = tmp_path / "points.csv"
+    path.write_text("N,D,loss\n" + "".join(f"{a},{b},{2 + 400 / a ** 0.34 + 400 / b ** 0.28}\n" for a, b in zip(n, d)))
+    proc = subprocess.Popen([sys.executable, "-m", "analysis.cli", "chinchilla", str(path), "--bootstrap", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # imported and fitting
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    import re
+
+    assert proc.returncode == 130, err
+    assert re.fullmatch(r"interrupted \(SIGINT\): harness-analyze stopped( with every process it started)?; run it again",
+                        err.strip()), err
