@@ -294,7 +294,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         check = DivergenceCheck(**loop.pop("divergence"))
         out = TrainOutcome(**loop)
     else:
-        check = DivergenceCheck(evaluate(model, data, eval_n, micro, autocast))
+        check = DivergenceCheck(evaluate(model, data, eval_n, micro, autocast)[0])
     net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
     model.train()
     # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
@@ -320,7 +320,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         loss_value = float(mean(loss_sum, world))  # syncs the device: the step is done when the clock stops
         sync(device)
         dt = time.perf_counter() - t0
-        why = check.train(loss_value, lambda: evaluate(model, data, eval_n, micro, autocast))
+        why = check.train(loss_value, lambda: evaluate(model, data, eval_n, micro, autocast)[0])
         if why:
             raise Diverged(step + 1, why, out.history)
         out.step_times.append(dt)
