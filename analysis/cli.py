@@ -62,13 +62,15 @@ def _chinchilla(argv: list[str]) -> int:
             raise AnalysisError(f"chinchilla fit: column {col!r} has the single value {values[0]:g} in {len(rows)} "
                                 f"usable rows, so {term} cannot be told apart from E; need runs at 2+ values of "
                                 f"both {args.n} and {args.d} (one {args.d}: fit a power law in {args.n} instead)")
-    log_n, log_d = np.log(rows[args.n].to_numpy(float)), np.log(rows[args.d].to_numpy(float))
-    (k, c), residual, *_ = np.polyfit(log_n, log_d, 1, full=True)
-    if len(rows) >= len(PARAMS) and np.ptp(log_n) > 0 and residual.size and residual[0] < 1e-12 * len(rows):
-        # D a fixed function of N (a fixed tokens-per-parameter ratio): the fit trades alpha against beta freely
-        tie = f"{args.d} = {math.exp(c):.3g}·{args.n}" + (f"^{k:.3g}" if abs(k - 1) > 1e-6 else "")
-        raise AnalysisError(f"chinchilla fit: {tie} in all {len(rows)} usable rows, so A/N^alpha cannot be told apart "
-                            f"from B/D^beta; need runs at 2+ values of {args.d} per {args.n} (e.g. an IsoFLOP study)")
+    if len(rows) >= len(PARAMS):  # N and D each take 2+ values here
+        log_n, log_d = np.log(rows[args.n].to_numpy(float)), np.log(rows[args.d].to_numpy(float))
+        (k, c), residual, *_ = np.polyfit(log_n, log_d, 1, full=True)
+        if residual.size and residual[0] < 1e-12 * len(rows):
+            # D a fixed function of N (a fixed tokens-per-parameter ratio): the fit trades alpha against beta freely
+            tie = f"{args.d} = {math.exp(c):.3g}·{args.n}" + (f"^{k:.3g}" if abs(k - 1) > 1e-6 else "")
+            raise AnalysisError(f"chinchilla fit: {tie} in all {len(rows)} usable rows, so A/N^alpha cannot be told "
+                                f"apart from B/D^beta; need runs at 2+ values of {args.d} per {args.n} "
+                                "(e.g. an IsoFLOP study)")
     fit = fit_chinchilla(table, args.n, args.d, args.loss, bootstrap=args.bootstrap, seed=args.seed)
     if args.plot:
         from analysis.plots import plot_frontier

@@ -1,6 +1,6 @@
 """Forecasts from a fit ladder, written down before the runs they predict, then scored against them.
 
-Recipe (the `forecast` study; harness/forecast.py runs it):
+Recipe (the `forecast` study; analysis/forecast_study.py runs it):
 1. LR rule. At the smallest fit budget each size trains at a small grid of learning rates; the best LR per
    size is the vertex of a parabola in log LR through the grid (the grid point itself at an edge, with a
    warning); log lr* = log lr_ref + g log(N / N_ref) by least squares, N_ref the geometric mean size.

@@ -288,13 +288,13 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     sampler = data.sampler(seed)  # batch order: same seed, same batches
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
     eval_n = checked.eval_samples
-    out = TrainOutcome(lr_peak=base_lr)
+    out, state = TrainOutcome(lr_peak=base_lr), None
     loop = ckpt.restore(model, opt, sampler) if ckpt is not None else None
     if loop is not None:
-        check = DivergenceCheck(**loop.pop("divergence"))
+        loop.pop("first_loss", None)  # a checkpoint from before the validation reference: it is measured below
+        state = loop.pop("divergence", None)
         out = TrainOutcome(**loop)
-    else:
-        check = DivergenceCheck(evaluate(model, data, eval_n, micro, autocast)[0])
+    check = DivergenceCheck(**state) if state else DivergenceCheck(evaluate(model, data, eval_n, micro, autocast)[0])
     net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
     model.train()
     # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler

@@ -558,7 +558,7 @@ def test_a_signal_to_harness_forecast_stops_every_process_it_started(sig, group,
     process group) printed a 37-line traceback and left joblib workers training."""
     import psutil
 
-    proc = subprocess.Popen([sys.executable, "-m", "harness.forecast", "scale=smoke", f"out_dir={tmp_path}",
+    proc = subprocess.Popen([sys.executable, "-m", "analysis.forecast_study", "scale=smoke", f"out_dir={tmp_path}",
                              "logger=none", "grid.smoke.lr.flops=4e11"],  # lr-stage runs of minutes
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
@@ -578,9 +578,30 @@ def test_a_signal_to_harness_forecast_stops_every_process_it_started(sig, group,
     assert any((r["reason"] or "").startswith("interrupted (") for r in results)
 
 
+def test_sigterm_to_a_study_under_joblib_records_its_workers_runs_and_leaves_none_behind(tmp_path):
+    """Was: joblib killed its workers with the study, their runs left `running`, or they trained on."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "-m", *small("mlp", tmp_path, "trainer.max_steps=100000",
+                             "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and sum('"running"' in r.read_text() for r in tmp_path.rglob("result.json")) < 2:
+        time.sleep(0.2)
+    time.sleep(1)
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 143 and len(lines) == 1 and lines[0].startswith("interrupted (SIGTERM): "), err[-3000:]
+    assert not _descendants_gone(tree)
+    reasons = [json.loads(r.read_text())["reason"] for r in tmp_path.rglob("result.json")]
+    assert reasons == ["interrupted (SIGTERM)"] * 2, reasons
+
+
 def test_forecast_score_before_any_stage_is_one_line(tmp_path, capsys):
     """Was: an AnalysisError traceback."""
-    from harness.forecast import main
+    from analysis.forecast_study import main
 
     with pytest.raises(SystemExit) as exc:
         main(["step=score", f"out_dir={tmp_path}"])
