@@ -158,13 +158,14 @@ def test_smoke_forecast_preregisters_keeps_and_scores(tmp_path):
     out = forecast_cli("step=register")  # a target run exists: the forecast is kept, never refitted
     assert (study / "forecast.json").read_text() == registered and "kept the forecast" in out.stdout
     out = forecast_cli("step=score")
-    assert out.stdout.count("target 10x") == 4  # one verdict line per law
+    assert out.stdout.count("target 10x") == 5  # one verdict line per law, each saying whether the test is valid
+    assert out.stdout.count("valid test") + out.stdout.count("INVALID TEST") == 5
     fits = json.loads((study / "report" / "fits.json").read_text())
     rows = {f["law"]: f for f in fits["forecasts"]}
-    assert set(rows) == {"approach3", "no_offset", "frontier", "approach2"}
+    assert set(rows) == {"approach3", "no_offset", "frontier", "approach2", "approach3_floor"}  # the chain's floor is known
     for f in rows.values():
         assert f["measured"] is not None and f["rel_error"] is not None and f["covered"] in (True, False)
-        assert {"predicted", "interval90", "reducible_rel_error"} <= set(f)
+        assert {"predicted", "interval90", "reducible_rel_error"} <= set(f) and f["valid"] in (True, False)
     assert abs(rows["approach3"]["rel_error"]) < 0.1
     assert (study / "report" / "report.md").exists() and (study / "report" / "figures" / "forecast.png").exists()
 

@@ -61,7 +61,8 @@ class Facts:
         return np.concatenate([(keys[:, None] // self.place) % self.alphabet, self.alphabet + vals[:, None]], axis=1)
 
     def windows(self, batch: int, seq_len: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """`batch` windows of `seq_len` inputs starting at a record boundary; targets scored at values only."""
+        """`batch` windows of `seq_len` inputs, each starting at a record boundary (a record cut by the window's
+        end is only keys, unscored); targets scored at values only."""
         per = seq_len // self.record_len + 1
         tokens = torch.from_numpy(self.records(batch * per, rng).reshape(batch, -1)[:, :seq_len + 1].copy())
         return tokens[:, :-1], targets(tokens[:, 1:], self.alphabet)
@@ -123,8 +124,6 @@ def build_facts(cfg: DictConfig, seed: int) -> Dataset:
         fail("data.noise", cfg.noise, "must be in [0, 1): the probability that a value is replaced at random")
     if alphabet ** key_len > 2 ** 24:
         fail("data.key_len", key_len, f"alphabet**key_len = {alphabet ** key_len:.1e} keys is too many (max 2**24)")
-    if seq_len % (key_len + 1):
-        fail("data.seq_len", seq_len, f"must be a multiple of the record length key_len + 1 = {key_len + 1}")
     if cfg.train_tokens != "stream":
         fail("data.train_tokens", cfg.train_tokens, "facts streams fresh records: use `stream`")
     try:
