@@ -11,6 +11,7 @@ import psutil
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from harness.analyses import ANALYSIS_NAMES
 from harness.config import choose, fail, positive
 from harness.data import Dataset, build_data, data_identity
 from harness.flops import training_flops
@@ -71,12 +72,10 @@ def check_analyses(names: Any) -> None:
     """A study's report sections (`analyses`) must exist: a typo fails at study start, not after the runs."""
     if not names:
         return
-    from analysis.registry import ANALYSES  # the report's registry (loads matplotlib): only when names are given
-
     if not isinstance(names, (ListConfig, list)):
-        fail("analyses", names, "must be a list of analysis names", ANALYSES)
+        fail("analyses", names, "must be a list of analysis names", ANALYSIS_NAMES)
     for name in names:
-        choose("analyses", name, ANALYSES)
+        choose("analyses", name, ANALYSIS_NAMES)
 
 
 def epochs(tokens: float, data: Dataset) -> float:

@@ -73,6 +73,13 @@ def test_an_unknown_name_is_one_line_naming_the_key_and_the_valid_names(tmp_path
     assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: analyses=chinchila: unknown analysis")
 
 
+def test_the_names_a_study_checks_are_the_names_the_registry_implements():
+    from analysis.registry import ANALYSES
+    from harness.analyses import ANALYSIS_NAMES
+
+    assert tuple(ANALYSES) == ANALYSIS_NAMES
+
+
 def test_the_config_key_is_checked_at_study_start_and_leaves_run_ids_alone(runs):
     assert list(compose(["sweep=isoflop"]).analyses) == _declared()["isoflop"]
     cfg = compose(small("mlp", runs))

@@ -60,6 +60,14 @@ def test_there_is_no_import_cycle():
         visit(m)
 
 
+def test_harness_never_imports_analysis():
+    """Running (harness) sits below fitting and reporting (analysis); the commands that need both live in analysis."""
+    modules = _modules()
+    edges = [f"{m} -> {n}" for m, p in modules.items() if m.split(".")[0] == "harness"
+             for n in _imports(p, modules) if n.split(".")[0] == "analysis"]
+    assert not edges, edges
+
+
 def test_every_module_imports_alone_and_analysis_leaves_torch_unloaded():
     light = "import sys, analysis, analysis.cost, harness.results, harness.collect; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", light], capture_output=True, text=True, cwd=ROOT, timeout=120)
