@@ -15,7 +15,9 @@ Recipe (the `forecast` study; analysis/forecast_study.py runs it):
    each budget), and each replica's prediction is multiplied by exp(eps), eps ~ N(0, sigma_seed^2 / seeds),
    sigma_seed the spread of log loss between seeds of the same config (the `noise` stage), so the interval
    covers the seed-averaged loss the target runs will measure, not only the law's mean.
-4. Sensitivity. Each law refitted with one fit budget left out; the spread of its forecast is reported.
+4. Sensitivity. Each law refitted with one fit budget left out; the spread of its forecast is reported. The
+   same spread of approach 3, with N counted as all parameters and as non-embedding ones, picks the count the
+   laws use (`pick_param_count`), on the ladder alone, before any target trains.
    With a known floor F, approach3_floor fits L - F = A/N^alpha + B/D^beta beside the free fit (recovering
    the floor is part of the test, so the free fit is never replaced).
 5. Scoring. rel_error = predicted / measured - 1; with a known floor F (markov: the best loss reachable
@@ -204,6 +206,26 @@ def place_targets(ladder: pd.DataFrame, multiples: list[float]) -> list[dict]:
     size, how = sized
     return [{"multiple": m, "compute": c_max * m, "params": size(c_max * m), "tokens": tokens_for(c_max * m, size(c_max * m)),
              "sized_by": how} for m in multiples]
+
+
+COUNTS = ("params", "params_non_embedding")  # total (Chinchilla's N) and without embeddings (Kaplan's N)
+
+
+def pick_param_count(ladder: pd.DataFrame, targets: list[dict], floor: float | None = None) -> tuple[str, dict]:
+    """The parameter count the laws use, decided on the ladder alone: of total and non-embedding parameters,
+    the one whose approach-3 forecast of the targets moves least when one fit budget is left out (the largest
+    leave-one-budget-out deviation over the targets). `targets` carry both counts; returns (column, spreads)."""
+    spread = {}
+    for col in COUNTS:
+        if col not in ladder or ladder[col].isna().any() or any(t.get(col) is None for t in targets):
+            continue
+        got = forecast(ladder.assign(**{N: ladder[col]}), [{**t, N: t[col]} for t in targets], math.nan, 1,
+                       bootstrap=0, floor=floor, laws=("approach3",))
+        devs = [f["lobo_max_rel_dev"] for f in got["forecasts"] if f["lobo_max_rel_dev"] is not None]
+        spread[col] = max(devs) if devs else math.inf
+    if not spread:
+        return N, {}
+    return min(spread, key=spread.get), spread
 
 
 def forecast(ladder: pd.DataFrame, targets: list[dict], sigma: float, seeds: int, bootstrap: int = 200,

@@ -125,7 +125,7 @@ class Forecast:
             print(f"forecast: kept the forecast pre-registered at {registered['registered_at']} "
                   f"(target runs exist) -> {self.forecast_file}", flush=True)
             return registered
-        from analysis.forecast import forecast, place_targets, seed_sigma
+        from analysis.forecast import forecast, pick_param_count, place_targets, seed_sigma
 
         ladder, noise = self.runs("ladder"), self.runs("noise")
         if ladder.empty:
@@ -137,10 +137,16 @@ class Forecast:
         rule = self.rule_overrides()
         for t in targets:  # the exact N and D the target runs will have, from their own configs
             t["overrides"] = [f"trainer.max_flops={t['compute']:.6g}", f"model.target_params={round(t['params'])}"]
-            t["params"], t["tokens"] = self._size(*t["overrides"], *rule)
-            t["name"] = f"{t['multiple']:g}x"
+            t["params"], t["params_non_embedding"], t["tokens"] = self._size(*t["overrides"], *rule)
+            t["params_total"], t["name"] = t["params"], f"{t['multiple']:g}x"
         sigma, pairs = seed_sigma(ladder, noise, ("budget", "size_mult")) if not noise.empty else (math.nan, 0)
         floor = _known(ladder, "loss_floor")
+        count, spreads = pick_param_count(ladder, targets, floor)
+        ladder = ladder.assign(params_total=ladder["params"], params=ladder[count])
+        for t in targets:
+            t["params"] = t[count]
+        print(f"forecast: N = {count} (approach 3's leave-one-budget-out deviation: "
+              + ", ".join(f"{k} {v:.2%}" for k, v in spreads.items()) + ")", flush=True)
         result = forecast(ladder, targets, sigma, len(seeds), bootstrap=bootstrap, floor=floor)
         registered = {
             "registered_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -150,10 +156,11 @@ class Forecast:
             "loss_floor": floor, "entropy_rate": _known(ladder, "entropy_rate"),
             "theory": {"data_exponent": _known(ladder, "theory_data_exponent"),
                        "param_exponent": _known(ladder, "theory_param_exponent")},
-            "uniform_loss": math.log(float(ladder["data.vocab_size"].iloc[0])) if "data.vocab_size" in ladder
-            and ladder["data.vocab_size"].notna().any() else math.log(256),
+            "uniform_loss": _uniform(ladder),
             "lr_rule": json.loads(self.rule_file.read_text()), "targets": targets,
-            "ladder": ladder[["run_id", "budget", "size_mult", "params", "tokens", "val_loss"]].to_dict("records"),
+            "param_count": {"used": count, "lobo_max_rel_dev": spreads},
+            "ladder": ladder[["run_id", "budget", "size_mult", "params", "params_total", "tokens",
+                              "val_loss"]].to_dict("records"),
             **result}
         from harness.jsonsafe import json_ready
 
@@ -161,13 +168,14 @@ class Forecast:
         print(f"forecast: pre-registered {len(result['forecasts'])} forecasts -> {self.forecast_file}", flush=True)
         return registered
 
-    def _size(self, *overrides: str) -> tuple[int, int]:
+    def _size(self, *overrides: str) -> tuple[int, int, int]:
+        """(total parameters, non-embedding parameters, tokens) of a target run, from its own config."""
         from harness.build import check_config
-        from harness.models.layers import count_params
+        from harness.models import param_counts
 
         cfg = self.config("stage=target", *overrides)
         data, model, steps = check_config(cfg)
-        return count_params(model), steps * int(cfg.trainer.batch_size) * data.spec.tokens_per_example
+        return (*param_counts(model), steps * int(cfg.trainer.batch_size) * data.spec.tokens_per_example)
 
     def targets(self) -> None:
         if not self.forecast_file.exists():
@@ -184,6 +192,14 @@ class Forecast:
         out = self.dir / "report"
         write_report(self.dir, out, bootstrap=bootstrap)
         return out
+
+
+def _uniform(ladder: pd.DataFrame) -> float:
+    """The loss of a uniform guess over what is scored: facts' values, else the vocabulary (bytes: 256)."""
+    for column in ("data.n_values", "data.vocab_size"):
+        if column in ladder and ladder[column].notna().any():
+            return math.log(float(ladder[column].dropna().iloc[0]))
+    return math.log(256)
 
 
 def _known(table: pd.DataFrame, column: str) -> float | None:
