@@ -2,14 +2,17 @@
 (`tests/gpu_check.py`) imports it, for `estimate`."""
 from __future__ import annotations
 
+import json
+
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from harness.build import check_config
-from harness.data import Dataset
+from harness.data import DataSpec
 from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
 from harness.memory import WEIGHT_BYTES, format_bytes, state_bytes
 from harness.models.layers import count_params
+from harness.train import micro_batch
 
 # Time = FLOPs / (peak x wall-clock efficiency(params)) + the study's start + a gap per run. Without finished
 # runs in the study, the cpu default is the wall-clock efficiency of transformer runs (3e3-3.2e5 parameters,
@@ -27,18 +30,38 @@ DEFAULT_EFFICIENCY = {
 }
 STUDY_START_S = 8.0  # process start, composing and checking every job, before the first run
 RUN_GAP_S = 0.6  # per run, outside its own wall_s: launcher, wandb start, writing results
+_ACTIVATIONS: dict[tuple, int | None] = {}  # (model config, task spec, precision) -> activation_bytes
 
 
-def activation_bytes(model: torch.nn.Module, data: Dataset, precision: str) -> int | None:
-    """Bytes autograd saves for backward in one forward pass of one example, counted on the meta device."""
+PROBE_LENGTHS = (16, 32, 48)  # a sequence longer than PROBE_ABOVE is counted at these lengths and extrapolated
+PROBE_ABOVE = 128
+
+
+def activation_bytes(model: torch.nn.Module, spec: DataSpec, precision: str) -> int | None:
+    """Bytes autograd saves for backward in one forward pass of one example, counted on the meta device.
+
+    Saved activations of a token model are a quadratic in the sequence length T (linear per token, T² for
+    attention scores), so a long sequence is counted exactly from three short ones: a recurrent layer runs
+    step by step on the meta device, which at T = 8192 takes minutes."""
+    if spec.kind != "tokens" or spec.seq_len <= PROBE_ABOVE:
+        return _saved_bytes(model, spec, spec.seq_len, precision)
+    y0, y1, y2 = (_saved_bytes(model, spec, t, precision) for t in PROBE_LENGTHS)
+    if None in (y0, y1, y2):
+        return None
+    t0, h = PROBE_LENGTHS[0], PROBE_LENGTHS[1] - PROBE_LENGTHS[0]
+    u = (spec.seq_len - t0) / h  # Newton's forward differences through the three counts
+    return round(y0 + u * (y1 - y0) + u * (u - 1) / 2 * (y2 - 2 * y1 + y0))
+
+
+def _saved_bytes(model: torch.nn.Module, spec: DataSpec, seq_len: int, precision: str) -> int | None:
+    """`activation_bytes` of one forward pass, counted (token inputs `seq_len` long); None without meta kernels."""
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor):
         saved[id(t)] = t.numel() * (WEIGHT_BYTES[precision] if t.is_floating_point() else t.element_size())
         return t
 
-    spec = data.spec
-    shape = {"tokens": (1, spec.seq_len), "image": (1, *spec.image_shape), "vector": (1, spec.input_dim)}[spec.kind]
+    shape = {"tokens": (1, seq_len), "image": (1, *spec.image_shape), "vector": (1, spec.input_dim)}[spec.kind]
     x = torch.zeros(shape, dtype=torch.long if spec.kind == "tokens" else torch.float32, device="meta")
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -49,14 +72,18 @@ def activation_bytes(model: torch.nn.Module, data: Dataset, precision: str) -> i
 
 
 def estimate(cfg: DictConfig) -> dict:
-    """FLOPs and memory of one run, from its config alone."""
-    data, model, steps = check_config(cfg)
+    """FLOPs and memory of one run (per rank: its micro-batch's activations), from its config alone: the model
+    on the meta device, the data's shape from its config (nothing is allocated or generated)."""
+    data, model, steps = check_config(cfg, shape_only=True)
     batch, precision = int(cfg.trainer.batch_size), cfg.trainer.precision
     device = "cuda" if cfg.device in ("cuda", "auto") and torch.cuda.is_available() or cfg.device == "cuda" else "cpu"
     n = count_params(model)
     flops = model.flops_per_example() * batch * steps
-    act = activation_bytes(model, data, precision)
-    micro = batch // int(cfg.trainer.grad_accum)
+    key = (json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True), repr(data.spec), precision)
+    if key not in _ACTIVATIONS:  # a study's runs often share a model (batch_lr: one per size)
+        _ACTIVATIONS[key] = activation_bytes(model, data.spec, precision)
+    act = _ACTIVATIONS[key]
+    micro = micro_batch(cfg)
     state = sum(state_bytes(n, cfg.optim.name, "fp32").values())  # autocast keeps fp32 weights, grads, state
     memory = state + (act * micro if act is not None else 0)
     return {"device": device, "params": n, "steps": steps, "flops": flops, "memory_bytes": memory,
@@ -108,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mem-gb", type=float, default=None, help="memory per run to check against")
     args = parser.parse_args(argv)
     try:
-        primary, configs = study_configs(args.overrides)
+        primary, configs = study_configs(args.overrides, shape_only=True)
         plans = [estimate(c) for c in configs]
     except ConfigError as e:
         exit_bad_input(e)
