@@ -115,33 +115,41 @@ def recorded_efficiency(study_dir) -> dict[str, MfuModel]:
     return models
 
 
+USAGE = """harness-plan sweep=NAME [scale=smoke|cpu|gpu] [gpu=H100] [mfu=F] [mem_gib=G] [overrides]
+
+Runs, FLOPs, wall time and memory of a study before it starts. gpu: the GPU assumed for cuda runs (peak
+FLOP/s and memory, default H100); mfu: an assumed wall-clock MFU (default: fitted on the study's finished
+runs, else measured); mem_gib: memory per run to check against (default: the GPU's, or this machine's);
+any other key=value is a Hydra override, as for `harness -m`."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`harness-plan sweep=NAME [scale=..] [overrides]`: runs, FLOPs, time and memory before a study starts."""
-    import argparse
+    """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib=] [overrides]`: a study's cost before it starts."""
     import sys
 
     import psutil
-    from harness.config import ConfigError, exit_bad_input
+    from harness.config import ConfigError, exit_bad_input, key_values, positive
     from harness.hardware import GIB, gpu_memory
     from harness.metrics import cpu_peak, gpu_peak
     from harness.device import parallelism
     from harness.study import study_configs
 
-    parser = argparse.ArgumentParser(prog="harness-plan", description=main.__doc__)
-    parser.add_argument("overrides", nargs="*", help="as for harness -m, e.g. sweep=params scale=cpu")
-    parser.add_argument("--gpu", default="H100", help="GPU assumed for cuda runs (peak FLOP/s table; default H100)")
-    parser.add_argument("--mfu", type=float, default=None,
-                        help="assumed wall-clock MFU (default: fitted on the study's finished runs, else measured)")
-    parser.add_argument("--mem-gb", type=float, default=None, help="memory per run to check against")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if {"-h", "--help"} & set(argv):
+        print(USAGE)
+        return
     try:
-        primary, configs = study_configs(args.overrides, shape_only=True)
+        own, overrides = key_values(argv, ("gpu", "mfu", "mem_gib"), passthrough=True)
+        gpu = own.get("gpu", "H100")
+        mfu = positive("mfu", own["mfu"], integer=False) if "mfu" in own else None
+        mem_gib = positive("mem_gib", own["mem_gib"], integer=False) if "mem_gib" in own else None
+        primary, configs = study_configs(overrides, shape_only=True)
         plans = [estimate(c) for c in configs]
     except ConfigError as e:
         exit_bad_input(e)
     jobs, threads = parallelism(primary.hydra.get("launcher"))
     study_dir = f"{primary.out_dir}/{primary.study}"
-    given = constant(args.mfu, "--mfu", "wall_mfu") if args.mfu else None
+    given = constant(mfu, "mfu=", "wall_mfu") if mfu else None
     recorded = {} if given else recorded_efficiency(study_dir)
     models = {d: given or recorded.get(d) or DEFAULT_EFFICIENCY[d] for d in ("cpu", "cuda")}
     used, notes = set(), set()
@@ -150,8 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     workers, warnings = [0.0] * jobs, []  # each parallel job's busy time: runs go to the first free one
     for i, (cfg, p) in enumerate(zip(configs, plans)):
         cuda = p["device"] == "cuda"
-        peak = gpu_peak(args.gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
-        limit = args.mem_gb * GIB if args.mem_gb else (gpu_memory(args.gpu) or 80 * GIB) if cuda else psutil.virtual_memory().total
+        peak = gpu_peak(gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
+        limit = mem_gib * GIB if mem_gib else (gpu_memory(gpu) or 80 * GIB) if cuda else psutil.virtual_memory().total
         mfu, note = models[p["device"]].predict(p["params"], cfg.model.name)
         used.add(p["device"])
         if note:
