@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError, load_table, usable_rows
+from analysis.tables import AnalysisError, load_table, usable_rows
 from harness.config import EXIT_BAD_INPUT, EXIT_OK, ConfigError, key_values
 from harness.jsonsafe import json_ready
 
