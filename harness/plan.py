@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     try:
+        old = next((a for a in argv if a.startswith("--mem-gb")), None)
+        if old:  # the one old flag whose key changed name (and unit: GiB, as it always meant)
+            raise ConfigError(f"{old}: options are key=value now: mem_gib={old.partition('=')[2] or 'G'}")
         own, overrides = key_values(argv, ("gpu", "mfu", "mem_gib"), passthrough=True)
         gpu = own.get("gpu", "H100")
         mfu = positive("mfu", own["mfu"], integer=False) if "mfu" in own else None
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")
     for n in sorted(notes):
         print(f"note: {n}")
-    print("memory: fp32 weights + grads + optimizer state + activations saved for backward"
-          " (* = activations not counted: no meta kernel)")
+    print("memory per rank: fp32 weights + grads + optimizer state (harness/memory.py) + its micro-batch's"
+          " activations saved for backward (* = activations not counted: no meta kernel)")
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -78,3 +78,11 @@ def test_a_tasks_shape_is_what_building_it_gives(overrides):
     shape, built = data_shape(cfg, 3), build_data(cfg, 3)
     assert replace(shape.spec, info={}) == replace(built.spec, info={})
     assert (shape.n_train, shape.unique_train_tokens) == (built.n_train, built.unique_train_tokens)
+
+
+@pytest.mark.parametrize("old, new", [("--mem-gb=1", "mem_gib=1"), ("--mfu=0.3", "mfu=0.3")])
+def test_old_flags_name_the_key_value_form(old, new, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep=dp", "scale=smoke", old])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and err.endswith(new), err
