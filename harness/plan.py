@@ -127,10 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib=] [overrides]`: a study's cost before it starts."""
     import sys
 
-    import psutil
     from harness.config import ConfigError, exit_bad_input, key_values, positive
-    from harness.hardware import GIB, gpu_memory
-    from harness.metrics import cpu_peak, gpu_peak
     from harness.device import parallelism
     from harness.study import study_configs
 
@@ -155,10 +152,30 @@ def main(argv: list[str] | None = None) -> None:
     given = constant(mfu, "mfu=", "wall_mfu") if mfu else None
     recorded = {} if given else recorded_efficiency(study_dir)
     models = {d: given or recorded.get(d) or DEFAULT_EFFICIENCY[d] for d in ("cpu", "cuda")}
-    used, notes = set(), set()
     print(f"study {primary.study} (scale={primary.scale}): {len(configs)} runs")
+    workers, used, notes, warnings = _print_runs(configs, plans, models, gpu, mem_gib, jobs, threads)
+    total_time = STUDY_START_S + max(workers)
+    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min ({total_time:.0f} s) of wall time "
+          f"({jobs} job{'s' if jobs > 1 else ''} at once, {threads} thread{'s' if threads > 1 else ''} each)")
+    for d in sorted(used):
+        print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")
+    for n in sorted(notes):
+        print(f"note: {n}")
+    print("memory per rank: fp32 weights + grads + optimizer state (harness/memory.py) + its micro-batch's"
+          " activations saved for backward (* = activations not counted: no meta kernel)")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def _print_runs(configs: list[DictConfig], plans: list[dict], models: dict[str, MfuModel], gpu: str,
+                mem_gib: float | None, jobs: int, threads: int) -> tuple[list[float], set, set, list[str]]:
+    """One line per run; (each parallel job's busy seconds, devices used, efficiency notes, memory warnings)."""
+    import psutil
+    from harness.hardware import GIB, gpu_memory
+    from harness.metrics import cpu_peak, gpu_peak
+
     print(f"{'run':>4} {'model':>12} {'params':>10} {'steps':>7} {'FLOPs':>9} {'time':>8} {'memory':>9}  device")
-    workers, warnings = [0.0] * jobs, []  # each parallel job's busy time: runs go to the first free one
+    workers, used, notes, warnings = [0.0] * jobs, set(), set(), []  # runs go to the first free job
     for i, (cfg, p) in enumerate(zip(configs, plans)):
         cuda = p["device"] == "cuda"
         peak = gpu_peak(gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
@@ -171,17 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         seconds = p["flops"] / rate + RUN_GAP_S if rate else float("nan")
         workers[workers.index(min(workers))] += seconds if seconds == seconds else 0
         mem = format_bytes(p["memory_bytes"]) + ("" if p["activations_counted"] else "*")
-        print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s {mem:>9}  {p['device']}")
+        print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s "
+              f"{mem:>9}  {p['device']}")
         if p["memory_bytes"] > limit:
             warnings.append(f"run {i} needs ~{format_bytes(p['memory_bytes'])} > {format_bytes(limit)} available")
-    total_time = STUDY_START_S + max(workers)
-    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min ({total_time:.0f} s) of wall time "
-          f"({jobs} job{'s' if jobs > 1 else ''} at once, {threads} thread{'s' if threads > 1 else ''} each)")
-    for d in sorted(used):
-        print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")
-    for n in sorted(notes):
-        print(f"note: {n}")
-    print("memory per rank: fp32 weights + grads + optimizer state (harness/memory.py) + its micro-batch's"
-          " activations saved for backward (* = activations not counted: no meta kernel)")
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    return workers, used, notes, warnings
