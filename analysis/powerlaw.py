@@ -48,7 +48,7 @@ class PowerLawFit:
 
     def predict(self, x) -> np.ndarray:
         """Predicted y = E + A x^-alpha at x (``analysis.laws.power_law``)."""
-        return power_law(x, self.params)
+        return power_law(self.params, x)
 
     def predict_frame(self, df: pd.DataFrame) -> np.ndarray:
         """Predictions for the fit's x column of ``df``."""
