@@ -19,7 +19,6 @@ from analysis.chinchilla import (
     fit_chinchilla,
 )
 from analysis.cost import CostPlan, load_law, plan_cost
-from analysis.data import AnalysisError, DataWarning, InsufficientDataError, load_table
 from analysis.isoflop import IsoFlopFit, fit_isoflop
 from analysis.laws import INTERVAL, chinchilla_loss
 from analysis.lr_batch import LrBatchFit, ThroughputCurve, fit_lr_batch, throughput_vs_batch
@@ -31,6 +30,7 @@ from analysis.systems import (
     fit_attention,
     throughput_vs_params,
 )
+from analysis.tables import AnalysisError, DataWarning, InsufficientDataError, load_table
 from harness.memory import memory_per_gpu  # the one memory model (torch-free, shared with harness-plan)
 
 __all__ = [

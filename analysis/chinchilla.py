@@ -26,7 +26,14 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.data import need, usable_rows
+from analysis.laws import (
+    INTERVAL,
+    allocation_constant,
+    chinchilla_loss,
+    exponents,
+    optimal_allocation,
+    percentile_interval,
+)
 from analysis.robustfit import (
     HUBER_DELTA,
     LogSumExpModel,
@@ -34,7 +41,7 @@ from analysis.robustfit import (
     default_workers,
     fit_from_starts,
 )
-from analysis.laws import INTERVAL, allocation_constant, chinchilla_loss, exponents, percentile_interval, optimal_allocation
+from analysis.tables import need, usable_rows
 from harness.flops import training_flops
 
 PARAMS = ("E", "A", "B", "alpha", "beta")

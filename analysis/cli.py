@@ -1,32 +1,39 @@
 """`harness-analyze`: fit scaling laws and write a study report.
 
-    harness-analyze runs/params --out reports/params     # fits + figures + report.md + fits.json (+ wandb)
+    harness-analyze runs/params out=reports/params       # fits + figures + report.md + fits.json (+ wandb)
     harness-analyze runs/forecast                        # a forecast study: its pre-registered forecasts, scored
     harness-analyze results.parquet                      # the same from a collected table (.parquet / .csv)
     harness-analyze chinchilla points.csv                # columns N, D, loss -> the fitted law as JSON
-    harness-analyze chinchilla points.csv --bootstrap 1000 --plot frontier.png
+    harness-analyze chinchilla points.csv bootstrap=1000 --plot frontier.png
 
-Bad input (missing, binary or unparsable file, missing columns, too few points, a single N or D value, a
-negative --bootstrap) exits with status 2 and a one-line error.
+Keys: a study (a study folder or its collected table; `study=` or the first bare argument), out (report
+folder, default STUDY/report), name (study name), bootstrap (refits per fit, default 200), seed,
+wandb=offline|online|disabled. `chinchilla`: points (the table), n, d, loss (column names, default N, D,
+loss), bootstrap (default 0), seed, --plot FILE. Bad input (missing, binary or unparsable file, missing
+columns, too few points, a single N or D value, a negative bootstrap) exits 2 with a one-line error.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analysis.data import AnalysisError, load_table, usable_rows
 from analysis.laws import INTERVAL
+from analysis.tables import AnalysisError, load_table, usable_rows
 from harness.children import command
+from harness.config import EXIT_BAD_INPUT, EXIT_OK, ConfigError, key_values
 from harness.jsonsafe import json_ready
+
+WANDB_MODES = ("offline", "online", "disabled")
 
 
 def _load(path: str) -> pd.DataFrame:
@@ -41,18 +48,13 @@ def _load(path: str) -> pd.DataFrame:
 def _chinchilla(argv: list[str]) -> int:
     from analysis.chinchilla import PARAMS, fit_chinchilla
 
-    p = argparse.ArgumentParser(prog="harness-analyze chinchilla",
-                                description="Fit L(N, D) = E + A/N^alpha + B/D^beta; print it as JSON.")
-    p.add_argument("points", help="a .csv or .parquet table of runs")
-    p.add_argument("--n", default="N", help="column of parameter counts (default N)")
-    p.add_argument("--d", default="D", help="column of training tokens (default D)")
-    p.add_argument("--loss", default="loss", help="column of losses (default loss)")
-    p.add_argument("--bootstrap", type=int, default=0, help=f"bootstrap refits for {INTERVAL:.0%}% intervals (default 0)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plot", help="write the compute-optimal frontier here (PNG, and SVG beside it)")
-    args = p.parse_args(argv)
-    if args.bootstrap < 0:
-        raise AnalysisError(f"--bootstrap={args.bootstrap}: must be >= 0 (0 = no intervals)")
+    own, _ = key_values(argv, ("points", "n", "d", "loss", "bootstrap", "seed"), positional="points",
+                        valued_flags=("plot",))
+    if "points" not in own:
+        raise AnalysisError("points: a .csv or .parquet table of runs is required (harness-analyze chinchilla FILE)")
+    args = SimpleNamespace(points=own["points"], n=own.get("n", "N"), d=own.get("d", "D"), loss=own.get("loss", "loss"),
+                 bootstrap=_count("bootstrap", own.get("bootstrap", 0)), seed=_count("seed", own.get("seed", 0)),
+                 plot=own.get("plot"))
     table = _load(args.points)
     rows = usable_rows(table, [args.n, args.d, args.loss], positive=[args.n, args.d, args.loss],
                        what="chinchilla fit", warn=False)
@@ -87,17 +89,14 @@ def _chinchilla(argv: list[str]) -> int:
 def _study(argv: list[str]) -> int:
     from analysis.report import analyze, log_wandb, study_name
 
-    p = argparse.ArgumentParser(prog="harness-analyze", description=__doc__.splitlines()[0])
-    p.add_argument("study", help="a study folder (e.g. runs/params) or its collected .parquet / .csv table")
-    p.add_argument("--out", help="report folder (default: STUDY/report, or report/ beside the table)")
-    p.add_argument("--name", help="study name (default: the table's `study` column)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits per fit (default 200)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--wandb", choices=("offline", "online", "disabled"), default="offline",
-                   help="log figures and fits to the study's wandb group (default offline)")
-    args = p.parse_args(argv)
-    if args.bootstrap < 0:
-        raise AnalysisError(f"--bootstrap={args.bootstrap}: must be >= 0 (0 = no intervals)")
+    own, _ = key_values(argv, ("study", "out", "name", "bootstrap", "seed", "wandb"), positional="study")
+    if "study" not in own:
+        raise AnalysisError("study: a study folder or its collected table is required (harness-analyze runs/NAME)")
+    if own.get("wandb", "offline") not in WANDB_MODES:
+        raise AnalysisError(f"wandb={own['wandb']}: unknown (valid: {', '.join(WANDB_MODES)})")
+    args = SimpleNamespace(study=own["study"], out=own.get("out"), name=own.get("name"),
+                 bootstrap=_count("bootstrap", own.get("bootstrap", 200)), seed=_count("seed", own.get("seed", 0)),
+                 wandb=own.get("wandb", "offline"))
     src = Path(args.study)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent) / "report"
     if src.is_dir() and (src / "forecast.json").exists():  # a forecast study: score its pre-registered forecasts
@@ -126,17 +125,32 @@ def _study(argv: list[str]) -> int:
     return 0
 
 
+def _count(key: str, value: Any) -> int:
+    """A whole number >= 0 (bootstrap=0: no intervals), else a one-line error naming the key."""
+    try:
+        n = int(str(value))
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise AnalysisError(f"{key}={value}: must be a whole number >= 0" + (" (0 = no intervals)"
+                                                                              if key == "bootstrap" else ""))
+    return n
+
+
 @command("harness-analyze", then="run it again")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `harness-analyze`."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        sys.exit(EXIT_OK)
     default_format = warnings.formatwarning
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
     try:
         code = _chinchilla(argv[1:]) if argv[:1] == ["chinchilla"] else _study(argv)
-    except (AnalysisError, OSError, pd.errors.ParserError) as e:
+    except (AnalysisError, ConfigError, OSError, pd.errors.ParserError) as e:
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        code = 2
+        code = EXIT_BAD_INPUT
     finally:
         warnings.formatwarning = default_format
     sys.exit(code)

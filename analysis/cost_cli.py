@@ -8,16 +8,18 @@
 Keys: law (fits.json or hoffmann2022|epoch2024); one target: compute (FLOPs), params [+ tokens or
 tokens_per_param], or loss; gpu, gpus, mfu or mfu_from (a collected results.parquet), model (its MFU curve),
 usd_per_gpu_hour; precision, optimizer, seq_len, micro_batch, layers, d_model, checkpointing,
-sharding=none|optimizer|gradients|full. Bad input: one line naming the key, exit 2.
+sharding=none|optimizer|gradients|full. Flags: --json, --markdown, --plot DIR, --help. Bad input: one line
+naming the key, exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from types import SimpleNamespace
 
 from analysis.cost import CostError, plan_cost
+from harness.config import EXIT_BAD_INPUT, EXIT_OK, ConfigError, key_values
 
 NUMBERS = ("compute", "params", "tokens", "tokens_per_param", "loss", "gpus", "mfu", "usd_per_gpu_hour",
            "seq_len", "micro_batch", "layers", "d_model")
@@ -26,15 +28,10 @@ FLAGS = ("checkpointing",)
 KEYS = (*TEXT, *NUMBERS, *FLAGS)
 
 
-def parse(pairs: list[str]) -> dict:
-    """key=value strings -> plan_cost keyword arguments (numbers as floats, flags as booleans)."""
+def parse(pairs: dict[str, str]) -> dict:
+    """{key: value string} -> plan_cost keyword arguments (numbers as floats, flags as booleans)."""
     out: dict = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise CostError(f"{pair}: expected key=value (keys: {', '.join(KEYS)})")
-        if key not in KEYS:
-            raise CostError(f"{key}={value}: unknown key (valid: {', '.join(KEYS)})")
+    for key, value in pairs.items():
         if key in NUMBERS:
             try:
                 out[key] = float(value)
@@ -50,24 +47,26 @@ def parse(pairs: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="harness-cost", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("pairs", nargs="*", metavar="key=value")
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print the plan as one JSON object")
-    fmt.add_argument("--markdown", action="store_true", help="print the plan as markdown")
-    p.add_argument("--plot", metavar="DIR", help="write cost_frontier.png/.svg (loss vs money and compute) here")
-    args = p.parse_args(argv)
+    """`harness-cost key=value ... [--json | --markdown] [--plot DIR]`; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return EXIT_OK
     try:
-        kwargs = parse(args.pairs)
+        own, _ = key_values(argv, KEYS, flags=("json", "markdown"), valued_flags=("plot",))
+        if own.get("json") and own.get("markdown"):
+            raise CostError("--json and --markdown: give one of them")
+        args = SimpleNamespace(json=own.pop("json", False), markdown=own.pop("markdown", False),
+                               plot=own.pop("plot", None))
+        kwargs = parse(own)
         for key in ("gpus", "seq_len", "micro_batch", "layers", "d_model"):
             if key in kwargs and kwargs[key] == int(kwargs[key]):
                 kwargs[key] = int(kwargs[key])
         law = kwargs.pop("law", None)
         plan = plan_cost(law, **kwargs)
-    except CostError as e:
+    except (CostError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     figures = plan.plot(args.plot) if args.plot else []
     if args.json:
         out = plan.to_dict()
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"figure: {f}")
         if args.plot and not figures:
             print("figure: none (a frontier needs a law)")
-    return 0
+    return EXIT_OK
 
 
 def entry() -> None:

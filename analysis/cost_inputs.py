@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError
+from analysis.tables import AnalysisError
 from harness.efficiency import MfuModel, constant, fit_mfu
 from harness.memory import OPTIMIZERS, PRECISIONS, SHARDING
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.data import InsufficientDataError
+from analysis.tables import InsufficientDataError
 
 COLUMNS = ["dist.nproc", "dp.rule", "optim.lr", "trainer.batch_size", "steps", "val_loss", "train_loss",
            "time_to_target_s", "tokens_per_s", "scaling_efficiency"]

@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.chinchilla import fit_chinchilla
-from analysis.data import AnalysisError, DataWarning
 from analysis.isoflop import fit_isoflop
-from analysis.powerlaw import fit_power_law
 from analysis.laws import INTERVAL, chinchilla_loss, frontier_loss, percentile_interval, replicas
+from analysis.powerlaw import fit_power_law
 from analysis.robustfit import LogSumExpModel, bootstrap_refits, fit_from_starts
+from analysis.tables import AnalysisError, DataWarning
 from harness.flops import tokens_for, training_flops
 
 LEVEL = INTERVAL

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError
 from analysis.forecast import FLOOR_LAW, LAWS, score, verdict
+from analysis.tables import AnalysisError
 from harness.jsonsafe import json_ready
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.data import InsufficientDataError, usable_rows
 from analysis.laws import INTERVAL, percentile_interval
+from analysis.tables import InsufficientDataError, usable_rows
 
 
 @dataclass

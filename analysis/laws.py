@@ -38,7 +38,7 @@ def replicas(samples: Params, names: tuple[str, ...] = ("E", "A", "B", "alpha", 
     return {k: _f(samples[k]).reshape(-1, 1) for k in names if k in samples}
 
 
-def power_law(x, p: Params) -> np.ndarray:
+def power_law(p: Params, x) -> np.ndarray:
     """y = E + A·x^−α (E taken as 0 when ``p`` has none)."""
     return p.get("E", 0.0) + _f(p["A"]) * _f(x) ** -_f(p["alpha"])
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.data import InsufficientDataError, need, usable_rows
 from analysis.laws import INTERVAL
+from analysis.tables import InsufficientDataError, need, usable_rows
 
 
 def linear_fit(x: np.ndarray, y: np.ndarray, level: float = INTERVAL) -> tuple[float, float, tuple[float, float]]:

@@ -60,7 +60,7 @@ def plot_power_law(df: pd.DataFrame, fit: PowerLawFit, stem: Path, title: str = 
     for i, f in enumerate([fit, *extra]):
         color = f"C{i + 1}"
         if f.samples is not None and len(f.samples):
-            _band(ax, grid, power_law(grid, replicas(f.samples)), f.level, color, None)
+            _band(ax, grid, power_law(replicas(f.samples), grid), f.level, color, None)
         p = f.params
         label = (f"{p['E']:.3g} + " if f.offset else "") + f"{p['A']:.3g}·x^-{p['alpha']:.3f}"
         ax.plot(grid, f.predict(grid), color=color, ls="-" if i == 0 else "--", label=label)

@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError, need, usable_rows
+from analysis.laws import INTERVAL, percentile_interval, power_law
 from analysis.robustfit import (
     HUBER_DELTA,
     LogSumExpModel,
@@ -27,7 +27,7 @@ from analysis.robustfit import (
     default_workers,
     fit_from_starts,
 )
-from analysis.laws import INTERVAL, percentile_interval, power_law
+from analysis.tables import AnalysisError, need, usable_rows
 
 
 @dataclass
@@ -48,7 +48,7 @@ class PowerLawFit:
 
     def predict(self, x) -> np.ndarray:
         """Predicted y = E + A x^-alpha at x (``analysis.laws.power_law``)."""
-        return power_law(x, self.params)
+        return power_law(self.params, x)
 
     def predict_frame(self, df: pd.DataFrame) -> np.ndarray:
         """Predictions for the fit's x column of ``df``."""

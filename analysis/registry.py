@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 from analysis import sections as s
 from analysis.columns import first_with_values, groups, varies
-from analysis.data import AnalysisError
+from analysis.tables import AnalysisError
 
 Plan = list[tuple[str, s.Analysis]]  # (section title, analysis) in report order
 DATA_GROUPS = ("model.name", "model.target_params", "data.train_tokens")  # a curve per size and unique data

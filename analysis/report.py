@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.columns import ANALYSES, declared_analyses
-from analysis.data import AnalysisError, InsufficientDataError
 from analysis.laws import INTERVAL
 from analysis.registry import check_names, plan
 from analysis.sections import Analysis, Context, Section
+from analysis.tables import AnalysisError, InsufficientDataError
 from harness.jsonsafe import json_ready
 
 

@@ -17,7 +17,6 @@ import pandas as pd
 from analysis import plots
 from analysis.chinchilla import ChinchillaFit, fit_chinchilla
 from analysis.columns import first_with_values, roles
-from analysis.data import AnalysisError, InsufficientDataError
 from analysis.dp import dp_table
 from analysis.isoflop import fit_isoflop
 from analysis.laws import INTERVAL
@@ -25,6 +24,7 @@ from analysis.lr_batch import fit_lr_batch, throughput_metric, throughput_vs_bat
 from analysis.powerlaw import extrapolation_check, fit_power_law
 from analysis.prose import fmt, md_table, with_ci
 from analysis.systems import architecture_ratio, architecture_table, device_speedup, fit_attention, throughput_vs_params
+from analysis.tables import AnalysisError, InsufficientDataError
 from harness.flops import training_flops
 
 

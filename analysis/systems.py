@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError, InsufficientDataError, need, require_columns, usable_rows
 from analysis.laws import INTERVAL
 from analysis.lr_batch import linear_fit, throughput_metric
+from analysis.tables import AnalysisError, InsufficientDataError, need, require_columns, usable_rows
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Config -> (data, model, steps), without training: shared by a run, a study's up-front validation and
-`harness-plan`. Datasets are cached per data config, so a study's jobs build each task once per process."""
+`harness-plan`. Datasets are cached per data config, so a study's jobs build each task once per process;
+`harness-plan` asks for the data's shape only (`shape_only`), so it never makes data."""
 from __future__ import annotations
 
 import functools
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.analyses import ANALYSIS_NAMES
 from harness.config import choose, fail, positive
-from harness.data import Dataset, build_data, data_identity
+from harness.data import DataShape, Dataset, build_data, data_identity, data_shape
 from harness.flops import training_flops
 from harness.models import build_model
 from harness.models.layers import count_params
@@ -28,10 +29,12 @@ def _data(data_json: str, seed: int, content: str | None) -> Dataset:  # content
     return build_data(OmegaConf.create(json.loads(data_json)), seed)
 
 
-def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, torch.nn.Module, int]:
+def check_config(cfg: DictConfig, materialize: bool = False,
+                 shape_only: bool = False) -> tuple[Dataset | DataShape, torch.nn.Module, int]:
     """Build data and the model (on the meta device unless `materialize`), and turn the budget into steps.
 
-    Returns (data, model, steps); raises ConfigError for any bad key or value.
+    Returns (data, model, steps); raises ConfigError for any bad key or value. `shape_only`: the data's
+    spec and size from its config (`harness.data.data_shape`) instead of the data itself.
     """
     choose("device", cfg.device, ["auto", "cpu", "cuda", "mps"])
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
@@ -40,8 +43,11 @@ def check_config(cfg: DictConfig, materialize: bool = False) -> tuple[Dataset, t
         positive("threads", cfg.threads)
     positive("peak_flops_per_s", cfg.peak_flops_per_s, allow_none=True, integer=False)
     check_analyses(cfg.get("analyses"))
-    data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed),
-                 data_identity(cfg.data))
+    if shape_only:
+        data = data_shape(cfg.data, int(cfg.seed))
+    else:
+        data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed),
+                     data_identity(cfg.data))
     with torch.device("meta"):  # shapes only: check the weights fit before allocating them
         model = build_model(cfg.model, data.spec)
     weights = count_params(model) * 4
@@ -78,7 +84,7 @@ def check_analyses(names: Any) -> None:
         choose("analyses", name, ANALYSIS_NAMES)
 
 
-def epochs(tokens: float, data: Dataset) -> float:
+def epochs(tokens: float, data: Dataset | DataShape) -> float:
     """Passes over the unique training data that `tokens` tokens (examples) make; 1 for a stream, whose
     tokens are each read once."""
     unique = data.unique_train_tokens

@@ -6,14 +6,14 @@ result files (see `harness.results.check_result`) are skipped with a warning.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from harness.config import exit_bad_input
+from harness.config import ConfigError, exit_bad_input, key_values
 from harness.metric_table import SUMMARY, unit
 from harness.results import RESULT, atomic, inspect_result, write_atomic
 from harness.tracking import flatten
@@ -60,17 +60,25 @@ def summary_table(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="harness-collect", description=__doc__.splitlines()[0])
-    parser.add_argument("study_dir", help="a study folder, e.g. runs/params")
-    parser.add_argument("--out", help="table path without suffix (default: STUDY_DIR/results)")
-    args = parser.parse_args(argv)
-    study = Path(args.study_dir)
+    """`harness-collect STUDY_DIR [out=PATH]` (or study_dir=STUDY_DIR): the table, printed and saved (out: the
+    path without suffix, default STUDY_DIR/results)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if {"-h", "--help"} & set(argv):
+        print(main.__doc__)
+        return
+    try:
+        args, _ = key_values(argv, ("study_dir", "out"), positional="study_dir")
+    except ConfigError as e:
+        exit_bad_input(e)
+    if "study_dir" not in args:
+        exit_bad_input("study_dir: a study folder is required (harness-collect runs/NAME)")
+    study = Path(args["study_dir"])
     if not study.is_dir():
         exit_bad_input(f"study_dir={study}: no such directory")
     table = collect(study)
     if table.empty:
         exit_bad_input(f"study_dir={study}: no result.json files found")
-    paths = save(table, Path(args.out) if args.out else study / "results")
+    paths = save(table, Path(args["out"]) if "out" in args else study / "results")
     print(summary_table(table))
     counts = table["status"].value_counts().to_dict()
     print(f"{len(table)} runs ({', '.join(f'{k}={v}' for k, v in counts.items())}) -> {paths[0]}, {paths[1]}")

@@ -1,6 +1,7 @@
-"""Config flow: Hydra composes a DictConfig; `validate` checks it once; builders read it.
+"""Config flow: Hydra composes a DictConfig; `harness.build.check_config` checks it once; builders read it.
 
-`ConfigError` is the one exception for bad input: the CLI prints its one-line message and exits 2.
+`ConfigError` is the one exception for bad input: every command prints its one-line message and exits 2
+(`exit_bad_input`); `key_values` reads the `key=value` arguments of the commands that are not Hydra apps.
 """
 from __future__ import annotations
 
@@ -39,8 +40,48 @@ class ConfigError(ValueError):
 
 
 # Exit codes of every command (harness, harness-plan, -collect, -analyze, -forecast, -cost): 0 done,
-# 1 a run failed (one run) or every run of a study failed, 2 bad input (usage, config, missing files).
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+# 1 a run failed (one run) or every run of a study failed, 2 bad input (usage, config, missing files);
+# interrupted: 128 + the signal number, as shells report it.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def key_values(argv: list[str], keys: Iterable[str], positional: str | None = None,
+               flags: Iterable[str] = (), valued_flags: Iterable[str] = (),
+               passthrough: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """A command's `key=value` arguments -> ({key: value string, flag: True or its value}, other key=value pairs).
+
+    `positional`: the key a bare argument stands for (a path: `harness-collect runs/params`); `flags`: the
+    `--flags` the command takes; `valued_flags`: those that take a value (`--plot DIR` or `--plot=DIR`);
+    `passthrough`: unknown `key=value` pairs are returned (Hydra overrides) instead of refused. An old-style
+    `--key VALUE` for a known key fails naming the new form; anything else names the valid keys.
+    """
+    keys, flags, valued = list(keys), set(flags), set(valued_flags)
+    own: dict[str, Any] = {}
+    rest: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        name, sep, value = arg.partition("=")
+        if arg.startswith("--"):
+            flag = name[2:]
+            if flag in valued:
+                own[flag] = value if sep else next(args, None)
+                if own[flag] is None:
+                    fail(name, "", "needs a value")
+            elif flag in flags and not sep:
+                own[flag] = True
+            elif flag.replace("-", "_") in keys:
+                fail(name, value or "VALUE", f"options are key=value now: {flag.replace('-', '_')}={value or 'VALUE'}")
+            else:
+                fail(name, value, "unknown option", [f"--{f}" for f in sorted(flags | valued)] + ["--help"])
+        elif sep and name in keys:
+            own[name] = value
+        elif sep and passthrough:
+            rest.append(arg)
+        elif not sep and positional is not None and positional not in own:
+            own[positional] = arg
+        else:
+            fail(name, value, "unknown key" if sep else "expected key=value", keys)
+    return own, rest
 
 
 def exit_bad_input(error: Exception | str) -> NoReturn:

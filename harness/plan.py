@@ -2,14 +2,17 @@
 (`tests/gpu_check.py`) imports it, for `estimate`."""
 from __future__ import annotations
 
+import json
+
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from harness.build import check_config
-from harness.data import Dataset
+from harness.data import DataSpec
 from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
 from harness.memory import WEIGHT_BYTES, format_bytes, state_bytes
 from harness.models.layers import count_params
+from harness.train import micro_batch
 
 # Time = FLOPs / (peak x wall-clock efficiency(params)) + the study's start + a gap per run. Without finished
 # runs in the study, the cpu default is the wall-clock efficiency of transformer runs (3e3-3.2e5 parameters,
@@ -27,43 +30,71 @@ DEFAULT_EFFICIENCY = {
 }
 STUDY_START_S = 8.0  # process start, composing and checking every job, before the first run
 RUN_GAP_S = 0.6  # per run, outside its own wall_s: launcher, wandb start, writing results
+_ACTIVATIONS: dict[tuple, tuple[int, int] | None] = {}  # (model config, task spec, precision) -> activation_bytes
 
 
-def activation_bytes(model: torch.nn.Module, data: Dataset, precision: str) -> tuple[int, int] | None:
+PROBE_LENGTHS = (16, 32, 48)  # a sequence longer than PROBE_ABOVE is counted at these lengths and extrapolated
+PROBE_ABOVE = 128
+
+
+def activation_bytes(model: torch.nn.Module, spec: DataSpec, precision: str) -> tuple[int, int] | None:
     """(bytes per example, bytes independent of the batch) that autograd saves for backward in one forward
-    pass, counted on the meta device at batch 1 and 2. The difference is what grows with the batch; what does
-    not (weights saved by matmuls, or their bf16 casts) is counted once, not once per example."""
-    spec = data.spec
-    shape = {"tokens": (spec.seq_len,), "image": tuple(spec.image_shape), "vector": (spec.input_dim,)}[spec.kind]
+    pass, counted on the meta device; None without meta kernels.
 
-    def saved_at(batch: int) -> int:
-        saved: dict[int, int] = {}
+    Counted at batch 1 and 2: the difference grows with the batch; what does not (weights saved by matmuls, or
+    their bf16 casts) is counted once, not once per example. A token model's per-example bytes are a quadratic
+    in the sequence length T (linear per token, T² for attention scores), so a long sequence is counted exactly
+    from three short ones: a recurrent layer runs step by step on the meta device, which at T = 8192 takes minutes."""
+    if spec.kind != "tokens" or spec.seq_len <= PROBE_ABOVE:
+        return _split(model, spec, spec.seq_len, precision)
+    probes = [_split(model, spec, t, precision) for t in PROBE_LENGTHS]
+    if None in probes:
+        return None
+    (y0, fixed), (y1, _), (y2, _) = probes
+    t0, h = PROBE_LENGTHS[0], PROBE_LENGTHS[1] - PROBE_LENGTHS[0]
+    u = (spec.seq_len - t0) / h  # Newton's forward differences through the three counts
+    return round(y0 + u * (y1 - y0) + u * (u - 1) / 2 * (y2 - 2 * y1 + y0)), fixed
 
-        def pack(t: torch.Tensor):
-            saved[id(t)] = t.numel() * (WEIGHT_BYTES[precision] if t.is_floating_point() else t.element_size())
-            return t
 
-        x = torch.zeros((batch, *shape), dtype=torch.long if spec.kind == "tokens" else torch.float32, device="meta")
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(x)
-        return sum(saved.values())
-
-    try:
-        one, two = saved_at(1), saved_at(2)
-    except (NotImplementedError, RuntimeError):  # an op without a meta kernel (e.g. fused RNNs)
+def _split(model: torch.nn.Module, spec: DataSpec, seq_len: int, precision: str) -> tuple[int, int] | None:
+    """(per example, fixed) saved bytes at token inputs `seq_len` long, from counts at batch 1 and 2."""
+    one, two = (_saved_bytes(model, spec, seq_len, precision, b) for b in (1, 2))
+    if one is None or two is None:
         return None
     return two - one, max(0, 2 * one - two)
 
 
+def _saved_bytes(model: torch.nn.Module, spec: DataSpec, seq_len: int, precision: str, batch: int) -> int | None:
+    """Bytes saved for backward by one forward pass of `batch` examples; None without meta kernels."""
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        saved[id(t)] = t.numel() * (WEIGHT_BYTES[precision] if t.is_floating_point() else t.element_size())
+        return t
+
+    shape = {"tokens": (seq_len,), "image": tuple(spec.image_shape), "vector": (spec.input_dim,)}[spec.kind]
+    x = torch.zeros((batch, *shape), dtype=torch.long if spec.kind == "tokens" else torch.float32, device="meta")
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x)
+    except (NotImplementedError, RuntimeError):  # an op without a meta kernel (e.g. fused RNNs)
+        return None
+    return sum(saved.values())
+
+
 def estimate(cfg: DictConfig) -> dict:
-    """FLOPs and memory of one run, from its config alone."""
-    data, model, steps = check_config(cfg)
+    """FLOPs and memory of one run (per rank: its micro-batch's activations), from its config alone: the model
+    on the meta device, the data's shape from its config (nothing is allocated or generated)."""
+    data, model, steps = check_config(cfg, shape_only=True)
     batch, precision = int(cfg.trainer.batch_size), cfg.trainer.precision
     device = "cuda" if cfg.device in ("cuda", "auto") and torch.cuda.is_available() or cfg.device == "cuda" else "cpu"
     n = count_params(model)
     flops = model.flops_per_example() * batch * steps
-    act = activation_bytes(model, data, precision)
-    micro = batch // int(cfg.trainer.grad_accum)
+    key = (json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True), repr(data.spec), precision)
+    if key not in _ACTIVATIONS:  # a study's runs often share a model (batch_lr: one per size)
+        _ACTIVATIONS[key] = activation_bytes(model, data.spec, precision)
+    act = _ACTIVATIONS[key]
+    micro = micro_batch(cfg)
     state = sum(state_bytes(n, cfg.optim.name, "fp32").values())  # autocast keeps fp32 weights, grads, state
     memory = state + (act[0] * micro + act[1] if act is not None else 0)
     return {"device": device, "params": n, "steps": steps, "flops": flops, "memory_bytes": memory,
@@ -95,43 +126,71 @@ def recorded_efficiency(study_dir) -> dict[str, MfuModel]:
     return models
 
 
+USAGE = """harness-plan sweep=NAME [scale=smoke|cpu|gpu] [gpu=H100] [mfu=F] [mem_gib=G] [overrides]
+
+Runs, FLOPs, wall time and memory of a study before it starts. gpu: the GPU assumed for cuda runs (peak
+FLOP/s and memory, default H100); mfu: an assumed wall-clock MFU (default: fitted on the study's finished
+runs, else measured); mem_gib: memory per run to check against (default: the GPU's, or this machine's);
+any other key=value is a Hydra override, as for `harness -m`."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`harness-plan sweep=NAME [scale=..] [overrides]`: runs, FLOPs, time and memory before a study starts."""
-    import argparse
+    """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib=] [overrides]`: a study's cost before it starts."""
     import sys
 
-    import psutil
-    from harness.config import ConfigError, exit_bad_input
-    from harness.hardware import GIB, gpu_memory
-    from harness.metrics import cpu_peak, gpu_peak
+    from harness.config import ConfigError, exit_bad_input, key_values, positive
     from harness.device import parallelism
     from harness.study import study_configs
 
-    parser = argparse.ArgumentParser(prog="harness-plan", description=main.__doc__)
-    parser.add_argument("overrides", nargs="*", help="as for harness -m, e.g. sweep=params scale=cpu")
-    parser.add_argument("--gpu", default="H100", help="GPU assumed for cuda runs (peak FLOP/s table; default H100)")
-    parser.add_argument("--mfu", type=float, default=None,
-                        help="assumed wall-clock MFU (default: fitted on the study's finished runs, else measured)")
-    parser.add_argument("--mem-gb", type=float, default=None, help="memory per run to check against")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if {"-h", "--help"} & set(argv):
+        print(USAGE)
+        return
     try:
-        primary, configs = study_configs(args.overrides)
+        old = next((a for a in argv if a.startswith("--mem-gb")), None)
+        if old:  # the one old flag whose key changed name (and unit: GiB, as it always meant)
+            raise ConfigError(f"{old}: options are key=value now: mem_gib={old.partition('=')[2] or 'G'}")
+        own, overrides = key_values(argv, ("gpu", "mfu", "mem_gib"), passthrough=True)
+        gpu = own.get("gpu", "H100")
+        mfu = positive("mfu", own["mfu"], integer=False) if "mfu" in own else None
+        mem_gib = positive("mem_gib", own["mem_gib"], integer=False) if "mem_gib" in own else None
+        primary, configs = study_configs(overrides, shape_only=True)
         plans = [estimate(c) for c in configs]
     except ConfigError as e:
         exit_bad_input(e)
     jobs, threads = parallelism(primary.hydra.get("launcher"))
     study_dir = f"{primary.out_dir}/{primary.study}"
-    given = constant(args.mfu, "--mfu", "wall_mfu") if args.mfu else None
+    given = constant(mfu, "mfu=", "wall_mfu") if mfu else None
     recorded = {} if given else recorded_efficiency(study_dir)
     models = {d: given or recorded.get(d) or DEFAULT_EFFICIENCY[d] for d in ("cpu", "cuda")}
-    used, notes = set(), set()
     print(f"study {primary.study} (scale={primary.scale}): {len(configs)} runs")
+    workers, used, notes, warnings = _print_runs(configs, plans, models, gpu, mem_gib, jobs, threads)
+    total_time = STUDY_START_S + max(workers)
+    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min ({total_time:.0f} s) of wall time "
+          f"({jobs} job{'s' if jobs > 1 else ''} at once, {threads} thread{'s' if threads > 1 else ''} each)")
+    for d in sorted(used):
+        print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")
+    for n in sorted(notes):
+        print(f"note: {n}")
+    print("memory per rank: fp32 weights + grads + optimizer state (harness/memory.py) + its micro-batch's"
+          " activations saved for backward (* = activations not counted: no meta kernel)")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def _print_runs(configs: list[DictConfig], plans: list[dict], models: dict[str, MfuModel], gpu: str,
+                mem_gib: float | None, jobs: int, threads: int) -> tuple[list[float], set, set, list[str]]:
+    """One line per run; (each parallel job's busy seconds, devices used, efficiency notes, memory warnings)."""
+    import psutil
+    from harness.hardware import GIB, gpu_memory
+    from harness.metrics import cpu_peak, gpu_peak
+
     print(f"{'run':>4} {'model':>12} {'params':>10} {'steps':>7} {'FLOPs':>9} {'time':>8} {'memory':>9}  device")
-    workers, warnings = [0.0] * jobs, []  # each parallel job's busy time: runs go to the first free one
+    workers, used, notes, warnings = [0.0] * jobs, set(), set(), []  # runs go to the first free job
     for i, (cfg, p) in enumerate(zip(configs, plans)):
         cuda = p["device"] == "cuda"
-        peak = gpu_peak(args.gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
-        limit = args.mem_gb * GIB if args.mem_gb else (gpu_memory(args.gpu) or 80 * GIB) if cuda else psutil.virtual_memory().total
+        peak = gpu_peak(gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
+        limit = mem_gib * GIB if mem_gib else (gpu_memory(gpu) or 80 * GIB) if cuda else psutil.virtual_memory().total
         mfu, note = models[p["device"]].predict(p["params"], cfg.model.name)
         used.add(p["device"])
         if note:
@@ -140,17 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         seconds = p["flops"] / rate + RUN_GAP_S if rate else float("nan")
         workers[workers.index(min(workers))] += seconds if seconds == seconds else 0
         mem = format_bytes(p["memory_bytes"]) + ("" if p["activations_counted"] else "*")
-        print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s {mem:>9}  {p['device']}")
+        print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s "
+              f"{mem:>9}  {p['device']}")
         if p["memory_bytes"] > limit:
             warnings.append(f"run {i} needs ~{format_bytes(p['memory_bytes'])} > {format_bytes(limit)} available")
-    total_time = STUDY_START_S + max(workers)
-    print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min ({total_time:.0f} s) of wall time "
-          f"({jobs} job{'s' if jobs > 1 else ''} at once, {threads} thread{'s' if threads > 1 else ''} each)")
-    for d in sorted(used):
-        print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")
-    for n in sorted(notes):
-        print(f"note: {n}")
-    print("memory: fp32 weights + grads + optimizer state + activations saved for backward"
-          " (* = activations not counted: no meta kernel)")
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    return workers, used, notes, warnings

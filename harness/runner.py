@@ -36,7 +36,7 @@ from harness.results import (FINISHED, HISTORY, RESULT, TRACEBACK, inspect_resul
                              write_history, write_result)
 from harness.slurm import submitit_handles
 from harness.tracking import Tracker
-from harness.train import Diverged, train
+from harness.train import Diverged, micro_batch, train
 
 log = logging.getLogger("harness")
 PROGRESS_EVERY_S = 30.0
@@ -311,7 +311,7 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
              "wall_s": wall, "epochs": epochs(used["tokens"], data), "lr_peak": outcome.lr_peak, **timing,
              **M.throughput(timing["step_time_s"], batch, tpe, used["flops_per_step"], peak)}
     if hasattr(model, "attention_flops_per_example"):
-        found.update(M.attention_cost(model, batch // (int(cfg.trainer.grad_accum) * ranks), device, precision))
+        found.update(M.attention_cost(model, micro_batch(cfg, ranks), device, precision))
     if ranks > 1:
         found.update(world_size=ranks, batch_per_rank=batch // ranks)
     return found

@@ -67,18 +67,19 @@ def primary_config(overrides: list[str]) -> DictConfig:
             raise hydra_error(e, overrides) from None
 
 
-def study_configs(overrides: list[str]) -> tuple[DictConfig, list[DictConfig]]:
-    """(primary config, checked job configs) of `harness -m OVERRIDES`: what `harness-plan` lists."""
+def study_configs(overrides: list[str], shape_only: bool = False) -> tuple[DictConfig, list[DictConfig]]:
+    """(primary config, checked job configs) of `harness -m OVERRIDES`: what `harness-plan` lists
+    (`shape_only`: data checked from its config, never made; see `check_config`)."""
     from hydra import initialize_config_dir
 
     from harness.config import CONF_DIR
 
     primary = primary_config(overrides)
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return primary, job_configs(expand_jobs(primary))
+        return primary, job_configs(expand_jobs(primary), shape_only)
 
 
-def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
+def job_configs(jobs: list[list[str]], shape_only: bool = False) -> list[DictConfig]:
     """Compose each job's config (inside an initialised Hydra) and check it as a run would, without training.
 
     Raises ConfigError naming the first bad key or value.
@@ -99,7 +100,7 @@ def job_configs(jobs: list[list[str]]) -> list[DictConfig]:
             raise ConfigError(f"{hydra_error(e, overrides)} [job: {' '.join(overrides)}]") from None
         try:
             check_paths(cfg)
-            check_config(cfg)
+            check_config(cfg, shape_only=shape_only)
             where = (str(cfg.out_dir), str(cfg.study), run_id(cfg))
         except ConfigError as e:
             raise ConfigError(f"{e} [job: {' '.join(overrides)}]") from None

@@ -152,6 +152,13 @@ class Settings:
     compile: bool = False
 
 
+def micro_batch(cfg: DictConfig, world: int | None = None) -> int:
+    """Examples per rank per micro-step: trainer.batch_size / (world x trainer.grad_accum); `world` defaults to
+    the ranks the config asks for (dist.nproc). The one derivation: training, measuring and planning use it."""
+    world = world_size(cfg) if world is None else world
+    return int(cfg.trainer.batch_size) // (int(cfg.trainer.grad_accum) * world)
+
+
 def check_training(cfg: DictConfig) -> Settings:
     """Check every trainer/optim key the loop reads; ConfigError names the first bad one."""
     tcfg, ocfg = cfg.trainer, cfg.optim
@@ -188,7 +195,7 @@ def check_training(cfg: DictConfig) -> Settings:
     compiled = tcfg.get("compile", False)
     if not isinstance(compiled, bool):
         fail("trainer.compile", compiled, "must be true or false")
-    return Settings(batch // (accum * world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples),
+    return Settings(micro_batch(cfg, world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples),
                     compiled)
 
 

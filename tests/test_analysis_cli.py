@@ -39,7 +39,7 @@ def test_chinchilla_prints_the_fitted_law_as_json(points, capsys):
 
 
 def test_chinchilla_bootstrap_and_plot(points, tmp_path, capsys):
-    code, out, _ = run(["chinchilla", points, "--bootstrap", 20, "--plot", tmp_path / "frontier.png"], capsys)
+    code, out, _ = run(["chinchilla", points, "bootstrap=20", "--plot", tmp_path / "frontier.png"], capsys)
     fit = json.loads(out)
     assert code == 0 and fit["bootstrap"] == 20 and set(fit["ci"]) == {"E", "A", "B", "alpha", "beta", "a", "b"}
     assert (tmp_path / "frontier.png").stat().st_size > 0 and (tmp_path / "frontier.svg").exists()
@@ -68,13 +68,19 @@ def test_study_table_to_report_and_bad_study_path(tmp_path, capsys):
     rows = [{"run_id": f"r{i}", "status": "ok", "study": "params", "model.name": "mlp", "params": N,
              "samples": 1e6, "val_loss": 0.1 + 5 * N ** -0.4} for i, N in enumerate(np.geomspace(1e3, 1e6, 6))]
     pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
-    code, out, _ = run([tmp_path / "results.csv", "--out", tmp_path / "rep", "--bootstrap", 10,
-                        "--wandb", "disabled"], capsys)
+    code, out, _ = run([tmp_path / "results.csv", f"out={tmp_path / 'rep'}", "bootstrap=10", "wandb=disabled"],
+                       capsys)
     assert code == 0 and out.startswith("params: 1/1 analyses ok")
     assert (tmp_path / "rep" / "report.md").exists() and (tmp_path / "rep" / "fits.json").exists()
     assert not (tmp_path / "rep" / "wandb").exists()
     code, out, err = run([tmp_path / "missing_study"], capsys)
     assert code == 2 and err.strip().splitlines() == [f"error: {tmp_path}/missing_study: no such file or directory"]
+
+
+def test_an_old_style_option_names_the_key_value_form(points, capsys):
+    code, out, err = run(["chinchilla", points, "--bootstrap", 20], capsys)
+    assert code == 2 and out == "" and err.strip().splitlines() == [
+        "error: --bootstrap=VALUE: options are key=value now: bootstrap=VALUE"]
 
 
 def test_console_script_runs_without_traceback(tmp_path):

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from analysis.data import AnalysisError
 from analysis.registry import ANALYSES
 from analysis.report import analyze
+from analysis.tables import AnalysisError
 from conftest import small
 from harness import ConfigError, compose
 from harness.build import check_analyses

@@ -66,9 +66,9 @@ def test_vectorised_replicas_equal_the_loop():
 
 def test_power_law_with_and_without_offset():
     x = np.array([1.0, 10.0, 100.0])
-    np.testing.assert_allclose(laws.power_law(x, {"E": 1.0, "A": 2.0, "alpha": 1.0}), [3.0, 1.2, 1.02])
-    np.testing.assert_allclose(laws.power_law(x, {"A": 2.0, "alpha": 1.0}), [2.0, 0.2, 0.02])
-    draws = laws.power_law(x, laws.replicas(pd.DataFrame({"A": [1.0, 2.0], "alpha": [0.0, 1.0]}), ("A", "alpha")))
+    np.testing.assert_allclose(laws.power_law({"E": 1.0, "A": 2.0, "alpha": 1.0}, x), [3.0, 1.2, 1.02])
+    np.testing.assert_allclose(laws.power_law({"A": 2.0, "alpha": 1.0}, x), [2.0, 0.2, 0.02])
+    draws = laws.power_law(laws.replicas(pd.DataFrame({"A": [1.0, 2.0], "alpha": [0.0, 1.0]}), ("A", "alpha")), x)
     np.testing.assert_allclose(draws, [[1.0, 1.0, 1.0], [2.0, 0.2, 0.02]])
 
 

@@ -487,7 +487,7 @@ def analyze(argv, capsys) -> tuple[int, str]:
     ("one_d", [], "'D' has the single value 1e\\+08"),
     ("binary", [], "not a readable CSV"),
     ("random", [], "not a readable CSV"),
-    ("good", ["--bootstrap", "-5"], "--bootstrap=-5: must be >= 0"),
+    ("good", ["bootstrap=-5"], "bootstrap=-5: must be a whole number >= 0"),
     ("tied", [], "D = 100·N in all 6 usable rows, so A/N\\^alpha cannot be told apart"),  # was TypeError: complex
 ])
 def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, capsys):
@@ -509,8 +509,8 @@ def test_chinchilla_cli_bad_points_are_one_line(table, extra, match, tmp_path, c
 
 
 def test_study_report_with_a_negative_bootstrap_is_one_line(tmp_path, capsys):
-    code, err = analyze([tmp_path, "--bootstrap", "-5"], capsys)
-    assert code == 2 and err.strip() == "error: --bootstrap=-5: must be >= 0 (0 = no intervals)"
+    code, err = analyze([tmp_path, "bootstrap=-5"], capsys)
+    assert code == 2 and err.strip() == "error: bootstrap=-5: must be a whole number >= 0 (0 = no intervals)"
 
 
 @pytest.mark.parametrize("law, match", [

@@ -124,7 +124,7 @@ def test_plan_lists_every_run_with_flops_time_and_memory(tmp_path):
 
 def test_plan_warns_about_runs_that_do_not_fit(tmp_path):
     out = subprocess.run([sys.executable, "-c", "from harness.plan import main; main()", "sweep=attention",
-                          "scale=gpu", "--mem-gb=1"], capture_output=True, text=True, timeout=300)
+                          "scale=gpu", "mem_gib=1"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "warning: run" in out.stderr
 
 

@@ -10,12 +10,12 @@ from typing import Callable
 from omegaconf import DictConfig
 
 from harness.config import choose
-from harness.data.base import Dataset, DataSpec
-from harness.data.facts import build_facts
-from harness.data.images import build_images
-from harness.data.markov import build_markov
-from harness.data.teacher import build_teacher
-from harness.data.text import build_pycode, build_text, text_identity
+from harness.data.base import Dataset, DataShape, DataSpec
+from harness.data.facts import build_facts, facts_shape
+from harness.data.images import build_images, images_shape
+from harness.data.markov import build_markov, markov_shape
+from harness.data.teacher import build_teacher, teacher_shape
+from harness.data.text import build_pycode, build_text, pycode_shape, text_identity, text_shape
 
 TASKS: dict[str, Callable[[DictConfig, int], Dataset]] = {
     "teacher": build_teacher,
@@ -24,6 +24,16 @@ TASKS: dict[str, Callable[[DictConfig, int], Dataset]] = {
     "facts": build_facts,
     "pycode": build_pycode,
     "text": build_text,
+}
+
+# The same tasks' spec and training size from the config alone (no data made): what `harness-plan` needs.
+SHAPES: dict[str, Callable[[DictConfig, int], DataShape]] = {
+    "teacher": lambda cfg, seed: teacher_shape(cfg),
+    "images": lambda cfg, seed: images_shape(cfg),
+    "markov": lambda cfg, seed: markov_shape(cfg),
+    "facts": lambda cfg, seed: facts_shape(cfg),
+    "pycode": pycode_shape,
+    "text": text_shape,
 }
 
 
@@ -42,4 +52,11 @@ def build_data(cfg: DictConfig, seed: int = 0) -> Dataset:
     return TASKS[choose("data.name", cfg.name, TASKS)](cfg, seed)
 
 
-__all__ = ["Dataset", "DataSpec", "TASKS", "build_data", "data_identity"]
+def data_shape(cfg: DictConfig, seed: int = 0) -> DataShape | Dataset:
+    """The task's spec and training size (`spec`, `n_train`, `unique_train_tokens`) without making its data;
+    a task with no shape function is built (the same three attributes)."""
+    name = choose("data.name", cfg.name, TASKS)
+    return SHAPES[name](cfg, seed) if name in SHAPES else TASKS[name](cfg, seed)
+
+
+__all__ = ["DataShape", "Dataset", "DataSpec", "SHAPES", "TASKS", "build_data", "data_identity", "data_shape"]

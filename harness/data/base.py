@@ -36,6 +36,28 @@ class DataSpec:
         return self.seq_len if self.kind == "tokens" else 1
 
 
+@dataclass
+class DataShape:
+    """What a task's config implies without making its data: the spec and the training split's size, for
+    `harness-plan` and up-front checks (same `n_train` and `unique_train_tokens` as the built `Dataset`)."""
+
+    spec: DataSpec
+    n_train: float                     # distinct training examples (token tasks: windows); inf for a stream
+
+    @property
+    def unique_train_tokens(self) -> float:
+        """Tokens (vector/image tasks: examples) a run can read before one repeats; inf for a stream."""
+        return self.n_train * self.spec.tokens_per_example
+
+
+def token_windows(n_tokens: int, seq_len: int, split: str) -> int:
+    """Non-overlapping next-token windows in a stream of `n_tokens`; a stream too short for one window fails
+    naming data.seq_len (the rule `Dataset` applies to its splits)."""
+    if n_tokens <= seq_len + 1:
+        fail("data.seq_len", seq_len, f"longer than the {split} split ({n_tokens} tokens)")
+    return (n_tokens - 1) // seq_len
+
+
 class Sampler(Protocol):
     """Yields training batches in a fixed order; its state is the data position a checkpoint saves."""
 
@@ -69,9 +91,7 @@ class Dataset:
         if self.spec.kind == "tokens":
             splits = (("val", self.val),) if self.stream else (("train", self.train), ("val", self.val))
             for split, (stream, _) in splits:
-                if len(stream) <= self.spec.seq_len + 1:
-                    fail("data.seq_len", self.spec.seq_len,
-                         f"longer than the {split} split ({len(stream)} tokens)")
+                token_windows(len(stream), self.spec.seq_len, split)
 
     @property
     def n_train(self) -> float:
@@ -79,7 +99,7 @@ class Dataset:
         if self.stream is not None:
             return math.inf
         x = self.train[0]
-        return (len(x) - 1) // self.spec.seq_len if self.spec.kind == "tokens" else len(x)
+        return token_windows(len(x), self.spec.seq_len, "train") if self.spec.kind == "tokens" else len(x)
 
     @property
     def unique_train_tokens(self) -> float:

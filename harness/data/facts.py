@@ -17,6 +17,7 @@ Exact evaluation: the true next-value law at a value position is known from the 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from harness.config import fail, positive
-from harness.data.base import IGNORE, Dataset, DataSpec
+from harness.data.base import IGNORE, Dataset, DataShape, DataSpec, token_windows
 
 
 def noise_entropy(values: int, noise: float) -> float:
@@ -115,23 +116,31 @@ class FactsSampler:
         self.rng.bit_generator.state = state["rng"]
 
 
-def build_facts(cfg: DictConfig, seed: int) -> Dataset:
+def facts_shape(cfg: DictConfig) -> DataShape:
+    """Every key checked and the spec worked out, without drawing the task (a stream: no training split)."""
     alphabet, key_len = positive("data.alphabet", cfg.alphabet), positive("data.key_len", cfg.key_len)
     values, seq_len = positive("data.n_values", cfg.n_values), positive("data.seq_len", cfg.seq_len)
-    zipf_a = positive("data.zipf_a", cfg.zipf_a, integer=False)
-    noise = float(cfg.noise)
-    if not 0 <= noise < 1:
+    positive("data.zipf_a", cfg.zipf_a, integer=False)
+    if not 0 <= float(cfg.noise) < 1:
         fail("data.noise", cfg.noise, "must be in [0, 1): the probability that a value is replaced at random")
     if alphabet ** key_len > 2 ** 24:
         fail("data.key_len", key_len, f"alphabet**key_len = {alphabet ** key_len:.1e} keys is too many (max 2**24)")
     if cfg.train_tokens != "stream":
         fail("data.train_tokens", cfg.train_tokens, "facts streams fresh records: use `stream`")
     try:
-        task_seed = int(cfg.task_seed)
+        int(cfg.task_seed)
     except (TypeError, ValueError):
         fail("data.task_seed", cfg.task_seed, "must be a whole number")
+    token_windows(positive("data.val_tokens", cfg.val_tokens), seq_len, "val")
+    return DataShape(DataSpec(kind="tokens", loss="ce", n_outputs=alphabet + values, seq_len=seq_len), math.inf)
+
+
+def build_facts(cfg: DictConfig, seed: int) -> Dataset:
+    shape = facts_shape(cfg)
+    alphabet, key_len, values, task_seed = int(cfg.alphabet), int(cfg.key_len), int(cfg.n_values), int(cfg.task_seed)
+    zipf_a, noise, seq_len = float(cfg.zipf_a), float(cfg.noise), shape.spec.seq_len
     facts = Facts(alphabet, key_len, values, zipf_a, noise, task_seed)
-    n_val = positive("data.val_tokens", cfg.val_tokens) // seq_len
+    n_val = int(cfg.val_tokens) // seq_len
     # one validation set per task instance (not per run seed): every run of a study is scored on the same records
     vx, vy = facts.windows(n_val, seq_len, np.random.default_rng([task_seed, 1]))
     # as streams whose window at i * seq_len gives back row i (Dataset._take reads targets one token later)
@@ -139,6 +148,6 @@ def build_facts(cfg: DictConfig, seed: int) -> Dataset:
     floor = noise_entropy(values, noise)
     info = {"loss_floor": floor, "entropy_rate": floor, "theory_data_exponent": zipf_a / (1 + zipf_a),
             "theory_param_exponent": zipf_a}
-    spec = DataSpec(kind="tokens", loss="ce", n_outputs=alphabet + values, seq_len=seq_len, info=info)
+    spec = dataclasses.replace(shape.spec, info=info)
     empty = torch.zeros(0, dtype=torch.long)
     return Dataset(spec, (empty, empty), val, FactsStream(facts, seq_len), truth=facts.truth)

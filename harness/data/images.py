@@ -11,17 +11,24 @@ import torch
 from omegaconf import DictConfig
 
 from harness.config import positive
-from harness.data.base import Dataset, DataSpec
+from harness.data.base import Dataset, DataShape, DataSpec
 
 WAVES_PER_CLASS = 3
 
 
+def images_shape(cfg: DictConfig) -> DataShape:
+    """The task's spec and training size from its config alone."""
+    size, chans = positive("data.image_size", cfg.image_size), positive("data.channels", cfg.channels)
+    spec = DataSpec(kind="image", loss="ce", n_outputs=positive("data.n_classes", cfg.n_classes),
+                    image_shape=(chans, size, size))
+    positive("data.val_samples", cfg.val_samples)
+    return DataShape(spec, positive("data.train_samples", cfg.train_samples))
+
+
 def build_images(cfg: DictConfig, seed: int) -> Dataset:
-    size = positive("data.image_size", cfg.image_size)
-    chans = positive("data.channels", cfg.channels)
-    n_cls = positive("data.n_classes", cfg.n_classes)
-    n_train = positive("data.train_samples", cfg.train_samples)
-    n_val = positive("data.val_samples", cfg.val_samples)
+    shape = images_shape(cfg)
+    spec, n_train, n_val = shape.spec, shape.n_train, int(cfg.val_samples)
+    (chans, size, _), n_cls = spec.image_shape, spec.n_outputs
     g = torch.Generator().manual_seed(seed)
     # Integer frequencies keep textures periodic on the grid, so shifts wrap around cleanly.
     freqs = torch.randint(1, max(2, size // 4) + 1, (n_cls, chans, WAVES_PER_CLASS, 2), generator=g).float()
@@ -39,5 +46,4 @@ def build_images(cfg: DictConfig, seed: int) -> Dataset:
         img = torch.sin(angle + phases[y][..., None, None]).sum(2) / WAVES_PER_CLASS ** 0.5
         return img + float(cfg.noise) * torch.randn(img.shape, generator=g), y
 
-    spec = DataSpec(kind="image", loss="ce", n_outputs=n_cls, image_shape=(chans, size, size))
     return Dataset(spec, make(n_train), make(n_val))

@@ -16,6 +16,8 @@ last batch left them), so no token is ever repeated; a number fixes a training s
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from harness.config import fail, positive
-from harness.data.base import Dataset, DataSpec
+from harness.data.base import Dataset, DataShape, DataSpec, token_windows
 
 CHAIN_LENGTH, MAX_CHAINS = 1024, 4096  # chains sampled side by side, then concatenated
 
@@ -132,29 +134,38 @@ def transition_probs(V: int, k: int, alpha: float, zipf: float, chain_seed: int)
     return probs / probs.sum(-1, keepdim=True)
 
 
-def build_markov(cfg: DictConfig, seed: int) -> Dataset:
+def markov_shape(cfg: DictConfig) -> DataShape:
+    """Every key checked and the spec and training size worked out, without drawing the chain."""
     V = positive("data.vocab_size", cfg.vocab_size)
     k = positive("data.order", cfg.order)
     seq_len = positive("data.seq_len", cfg.seq_len)
     streaming = cfg.train_tokens == "stream"
     n_train = 0 if streaming else positive("data.train_tokens", cfg.train_tokens)
-    n_val = positive("data.val_tokens", cfg.val_tokens)
-    alpha = positive("data.concentration", cfg.concentration, integer=False)
-    zipf = float(cfg.get("zipf", 0.0))
-    if not zipf >= 0:
+    token_windows(positive("data.val_tokens", cfg.val_tokens), seq_len, "val")
+    positive("data.concentration", cfg.concentration, integer=False)
+    if not float(cfg.get("zipf", 0.0)) >= 0:
         fail("data.zipf", cfg.zipf, "must be >= 0 (0 = no Zipf skew)")
     try:
-        chain_seed = int(cfg.chain_seed)
+        int(cfg.chain_seed)
     except (TypeError, ValueError):
         fail("data.chain_seed", cfg.chain_seed, "must be a whole number")
     if V ** (k + 1) > 5e7:
         fail("data.order", k, f"vocab_size**(order+1) = {V ** (k + 1):.1e} transition entries is too large (max 5e7)")
-    probs = transition_probs(V, k, alpha, zipf, chain_seed)
+    spec = DataSpec(kind="tokens", loss="ce", n_outputs=V, seq_len=seq_len)
+    return DataShape(spec, math.inf if streaming else token_windows(n_train, seq_len, "train"))
+
+
+def build_markov(cfg: DictConfig, seed: int) -> Dataset:
+    shape = markov_shape(cfg)
+    V, k, seq_len = shape.spec.n_outputs, int(cfg.order), shape.spec.seq_len
+    streaming = math.isinf(shape.n_train)
+    n_train, n_val, chain_seed = (0 if streaming else int(cfg.train_tokens)), int(cfg.val_tokens), int(cfg.chain_seed)
+    probs = transition_probs(V, k, float(cfg.concentration), float(cfg.get("zipf", 0.0)), chain_seed)
     chain = _Chain(probs)
     val = sample_chain(chain, n_val, np.random.default_rng([chain_seed, 1]))  # one validation set per chain
     train = torch.zeros(0, dtype=torch.long) if streaming else sample_chain(chain, n_train, np.random.default_rng([seed, 2]))
     info = {"entropy_rate": entropy_rate(probs), "loss_floor": window_floor(probs, seq_len)}
-    spec = DataSpec(kind="tokens", loss="ce", n_outputs=V, seq_len=seq_len, info=info)
+    spec = dataclasses.replace(shape.spec, info=info)
     # order 1: every position's whole context is in the window, so its true next-token law is probs[token]
     truth = (lambda x: probs.to(x.device)[x]) if k == 1 else None
     return Dataset(spec, (train, train), (val, val), MarkovStream(chain, seq_len) if streaming else None, truth)

@@ -5,16 +5,24 @@ import torch
 from omegaconf import DictConfig
 
 from harness.config import choose, positive
-from harness.data.base import Dataset, DataSpec
+from harness.data.base import Dataset, DataShape, DataSpec
+
+
+def teacher_shape(cfg: DictConfig) -> DataShape:
+    """The task's spec and training size from its config alone."""
+    task = choose("data.task", cfg.task, ["classification", "regression"])
+    n_out = positive("data.n_classes", cfg.n_classes) if task == "classification" else 1
+    spec = DataSpec(kind="vector", loss="ce" if task == "classification" else "mse", n_outputs=n_out,
+                    input_dim=positive("data.input_dim", cfg.input_dim))
+    positive("data.teacher_hidden", cfg.teacher_hidden)
+    positive("data.val_samples", cfg.val_samples)
+    return DataShape(spec, positive("data.train_samples", cfg.train_samples))
 
 
 def build_teacher(cfg: DictConfig, seed: int) -> Dataset:
-    task = choose("data.task", cfg.task, ["classification", "regression"])
-    d = positive("data.input_dim", cfg.input_dim)
-    hidden = positive("data.teacher_hidden", cfg.teacher_hidden)
-    n_train = positive("data.train_samples", cfg.train_samples)
-    n_val = positive("data.val_samples", cfg.val_samples)
-    n_out = positive("data.n_classes", cfg.n_classes) if task == "classification" else 1
+    shape = teacher_shape(cfg)
+    spec, task, n_train, n_val = shape.spec, cfg.task, shape.n_train, int(cfg.val_samples)
+    d, hidden, n_out = spec.input_dim, int(cfg.teacher_hidden), spec.n_outputs
     g = torch.Generator().manual_seed(seed)
     w1 = torch.randn(d, hidden, generator=g) / d ** 0.5
     w2 = torch.randn(hidden, n_out, generator=g) / hidden ** 0.5 * 3.0  # sharper decision boundaries
@@ -26,7 +34,4 @@ def build_teacher(cfg: DictConfig, seed: int) -> Dataset:
             return x, out.argmax(-1)
         return x, out + float(cfg.noise) * torch.randn(n, 1, generator=g)
 
-    train, val = make(n_train), make(n_val)
-    spec = DataSpec(kind="vector", loss="ce" if task == "classification" else "mse",
-                    n_outputs=n_out, input_dim=d)
-    return Dataset(spec, train, val)
+    return Dataset(spec, make(n_train), make(n_val))

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import fail, positive
-from harness.data.base import Dataset, DataSpec
+from harness.data.base import Dataset, DataShape, DataSpec, token_windows
 
 BLOCK = 65536
 _HASHES: dict[tuple, str] = {}  # (file, size, mtime) of every file + max_bytes -> corpus sha256, this process
@@ -36,19 +36,38 @@ def read_corpus(files: list[Path], max_bytes: int | None, key: str) -> bytes:
     return corpus[:max_bytes] if max_bytes else corpus
 
 
+def split_blocks(n_bytes: int, cfg: DictConfig, seed: int, key: str, value: object) -> tuple[list[int], list[int]]:
+    """(train, validation) block numbers of a corpus of `n_bytes`, each in order; `key`=`value` is the
+    setting named when the corpus is too small to split."""
+    frac = positive("data.val_fraction", cfg.val_fraction, integer=False)
+    n_blocks = -(-n_bytes // BLOCK)
+    if n_blocks < 2:
+        fail(key, value, f"corpus of {n_bytes} bytes is too small to split (need > {BLOCK} bytes)")
+    n_val = max(1, round(n_blocks * frac))
+    order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed))
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def split_shape(n_bytes: int, cfg: DictConfig, seed: int, key: str, value: object) -> DataShape:
+    """The spec and training windows `split_corpus` gives a corpus of `n_bytes`, without reading it."""
+    seq_len = positive("data.seq_len", cfg.seq_len)
+    train_ids, val_ids = split_blocks(n_bytes, cfg, seed, key, value)
+    n_train = sum(min(BLOCK, n_bytes - i * BLOCK) for i in train_ids)  # the last block may be short
+    if cfg.train_tokens is not None:
+        n_train = min(n_train, positive("data.train_tokens", cfg.train_tokens))
+    token_windows(sum(min(BLOCK, n_bytes - i * BLOCK) for i in val_ids), seq_len, "val")
+    return DataShape(DataSpec(kind="tokens", loss="ce", n_outputs=256, seq_len=seq_len),
+                     token_windows(n_train, seq_len, "train"))
+
+
 def split_corpus(corpus: bytes, cfg: DictConfig, seed: int, key: str, value: object) -> Dataset:
     """Train/validation split of `corpus`; `key`=`value` is the setting named when it is too small."""
     seq_len = positive("data.seq_len", cfg.seq_len)
-    frac = positive("data.val_fraction", cfg.val_fraction, integer=False)
-    n_blocks = -(-len(corpus) // BLOCK)
-    if n_blocks < 2:
-        fail(key, value, f"corpus of {len(corpus)} bytes is too small to split (need > {BLOCK} bytes)")
-    n_val = max(1, round(n_blocks * frac))
+    train_ids, val_ids = split_blocks(len(corpus), cfg, seed, key, value)
     tokens = torch.frombuffer(bytearray(corpus), dtype=torch.uint8).long()
-    order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed))
     blocks = list(tokens.split(BLOCK))
-    val = torch.cat([blocks[i] for i in sorted(order[:n_val].tolist())])
-    train = torch.cat([blocks[i] for i in sorted(order[n_val:].tolist())])
+    val = torch.cat([blocks[i] for i in val_ids])
+    train = torch.cat([blocks[i] for i in train_ids])
     if cfg.train_tokens is not None:
         limit = positive("data.train_tokens", cfg.train_tokens)
         train = train[:limit]
@@ -58,11 +77,36 @@ def split_corpus(corpus: bytes, cfg: DictConfig, seed: int, key: str, value: obj
     return Dataset(spec, (train, train), (val, val))
 
 
-def build_pycode(cfg: DictConfig, seed: int) -> Dataset:
+def corpus_bytes(files: list[Path], max_bytes: int | None, key: str) -> int:
+    """The length `read_corpus` returns, from the files' sizes (what it reads: whole files up to `max_bytes`)."""
+    total = 0
+    for f in files:
+        try:
+            total += f.stat().st_size
+        except OSError as e:
+            fail(key, f, f"cannot read file ({e.strerror})")
+        if max_bytes and total >= max_bytes:
+            return max_bytes
+    return total
+
+
+def pycode_files() -> list[Path]:
+    """This Python's standard-library sources, in name order."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
+    return sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
+
+
+def pycode_shape(cfg: DictConfig, seed: int) -> DataShape:
+    """`build_pycode`'s spec and training windows from the files' sizes alone."""
     max_bytes = positive("data.max_bytes", cfg.max_bytes, allow_none=True)
-    return split_corpus(read_corpus(files, max_bytes, "data.max_bytes"), cfg, seed, "data.max_bytes", max_bytes)
+    return split_shape(corpus_bytes(pycode_files(), max_bytes, "data.max_bytes"), cfg, seed, "data.max_bytes",
+                       max_bytes)
+
+
+def build_pycode(cfg: DictConfig, seed: int) -> Dataset:
+    max_bytes = positive("data.max_bytes", cfg.max_bytes, allow_none=True)
+    corpus = read_corpus(pycode_files(), max_bytes, "data.max_bytes")
+    return split_corpus(corpus, cfg, seed, "data.max_bytes", max_bytes)
 
 
 def corpus_files(cfg: DictConfig) -> list[Path]:
@@ -89,6 +133,15 @@ def text_identity(cfg: DictConfig) -> str:
     if key not in _HASHES:
         _HASHES[key] = hashlib.sha256(read_corpus(files, max_bytes, "data.path")).hexdigest()
     return _HASHES[key]
+
+
+def text_shape(cfg: DictConfig, seed: int) -> DataShape:
+    """`build_text`'s spec and training windows from the files' sizes alone."""
+    max_bytes = positive("data.max_bytes", cfg.max_bytes, allow_none=True)
+    n_bytes = corpus_bytes(corpus_files(cfg), max_bytes, "data.path")
+    if not n_bytes:
+        fail("data.path", cfg.path, "the corpus is empty")
+    return split_shape(n_bytes, cfg, seed, "data.path", cfg.path)
 
 
 def build_text(cfg: DictConfig, seed: int) -> Dataset:

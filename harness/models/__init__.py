@@ -5,8 +5,10 @@ and reports `flops_per_example()` (training FLOPs, forward + backward; see harne
 """
 from __future__ import annotations
 
+import json
+
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from harness.config import choose, fail, positive
@@ -21,6 +23,7 @@ MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN, "rnn": RNNLM, "tra
 DATA_KINDS = {"mlp": ("vector", "image"), "cnn": ("image",), "rnn": ("tokens",), "transformer": ("tokens",)}
 TARGET_TOLERANCE = 0.05
 MAX_WIDTH = 1 << 16
+_COUNTS: dict[tuple, int] = {}  # (class, model config, task shape, width, knobs) -> parameters
 
 
 def build_model(cfg: DictConfig, spec: DataSpec) -> nn.Module:
@@ -44,8 +47,14 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
 
 
 def _count(cls, cfg, spec, width: int, **kw) -> int:
-    with torch.device("meta"):  # no memory, no init: just the shapes
-        return count_params(cls.from_config(cfg, spec, width, **kw))
+    """Parameters at `width`, memoised: a study's jobs repeat the same searches (and `harness-plan` checks
+    each job twice: when it expands the study and when it estimates the run)."""
+    key = (cls, json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True),
+           (spec.kind, spec.n_outputs, spec.input_dim, spec.image_shape, spec.seq_len), width, tuple(sorted(kw.items())))
+    if key not in _COUNTS:
+        with torch.device("meta"):  # no memory: just the shapes
+            _COUNTS[key] = count_params(cls.from_config(cfg, spec, width, **kw))
+    return _COUNTS[key]
 
 
 def _fit_width(cls, cfg: DictConfig, spec: DataSpec, target: int) -> nn.Module:

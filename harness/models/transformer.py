@@ -78,6 +78,8 @@ class Transformer(nn.Module):
 
     @staticmethod
     def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)) and m.weight.is_meta:
+            return  # shapes only (sizing, planning): nothing to initialise
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
         if isinstance(m, nn.Linear) and m.bias is not None:

@@ -1,0 +1,88 @@
+"""harness-plan: every study at every scale is planned quickly, from shapes alone (no weights, no data)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.config import compose
+from harness.plan import PROBE_ABOVE, _split, activation_bytes, estimate, main
+
+SWEEPS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "sweeps").glob("*.yaml"))
+SCALES = ("smoke", "cpu", "gpu")
+# presets the plan refuses up front, as `harness -m` would: (sweep, scale) -> the key its one line names
+REFUSED = {("isoflop", "gpu"): "trainer.max_flops"}  # 1e17 FLOPs on 1e6 params at batch 16: > MAX_STEPS steps
+PLAN_S, TOTAL_S = 10.0, 10.0 * len(SWEEPS) * len(SCALES)
+
+
+@pytest.mark.slow
+def test_every_study_at_every_scale_is_planned_in_seconds(tmp_path, capsys, monkeypatch):
+    import harness.data
+
+    def no_data(*_):
+        raise AssertionError("harness-plan built a data set")
+
+    monkeypatch.setattr(harness.data, "build_data", no_data)
+    monkeypatch.setattr("harness.build.build_data", no_data)
+    slow, start = {}, time.perf_counter()
+    for sweep in SWEEPS:
+        for scale in SCALES:
+            t = time.perf_counter()
+            try:
+                main([f"sweep={sweep}", f"scale={scale}", f"out_dir={tmp_path}"])
+                code = 0
+            except SystemExit as e:
+                code = e.code
+            seconds = time.perf_counter() - t
+            out, err = capsys.readouterr()
+            if (sweep, scale) in REFUSED:
+                assert code == 2 and len(err.strip().splitlines()) == 1 and REFUSED[sweep, scale] in err, err
+            else:
+                assert code == 0 and f"study {sweep} (scale={scale})" in out and "total:" in out, (sweep, scale, err)
+            if seconds > PLAN_S:
+                slow[f"{sweep}/{scale}"] = round(seconds, 1)
+    total = time.perf_counter() - start
+    # each plan takes 1-9 s on the loaded 2-core machine (load 10); the total is the budget, slow ones are named
+    assert total < TOTAL_S, f"{total:.0f} s for {len(SWEEPS) * len(SCALES)} plans; slowest: {slow}"
+
+
+def test_plan_counts_each_ranks_micro_batch():
+    one = estimate(compose(["model=transformer", "trainer.batch_size=8", "dist.nproc=1"]))
+    two = estimate(compose(["model=transformer", "trainer.batch_size=8", "dist.nproc=2"]))
+    accum = estimate(compose(["model=transformer", "trainer.batch_size=8", "trainer.grad_accum=2"]))
+    state = one["memory_bytes"] - 2 * (one["memory_bytes"] - two["memory_bytes"])  # weights, grads, optimizer
+    assert two["memory_bytes"] < one["memory_bytes"] and accum["memory_bytes"] == two["memory_bytes"]
+    assert state == 16 * one["params"]  # fp32 weights 4 + grads 4 + AdamW moments 8 bytes per parameter
+
+
+@pytest.mark.parametrize("model", ["transformer", "lstm"])
+def test_long_sequences_are_counted_exactly_from_short_ones(model):
+    cfg = compose([f"model={model}", f"data.seq_len={PROBE_ABOVE + 72}", "model.attention=manual"]
+                  if model == "transformer" else [f"model={model}", f"data.seq_len={PROBE_ABOVE + 72}"])
+    from harness.build import check_config
+
+    data, net, _ = check_config(cfg, shape_only=True)
+    assert activation_bytes(net, data.spec, "fp32") == _split(net, data.spec, data.spec.seq_len, "fp32")
+
+
+@pytest.mark.parametrize("overrides", [["data=teacher"], ["data=images"], ["data=markov", "data.vocab_size=32", "data.train_tokens=5000"],
+                                       ["data=markov", "data.vocab_size=32", "data.train_tokens=stream"],
+                                       ["data=pycode", "data.max_bytes=300000", "data.seq_len=100"]])
+def test_a_tasks_shape_is_what_building_it_gives(overrides):
+    from dataclasses import replace
+
+    from harness.data import build_data, data_shape
+
+    cfg = compose(overrides).data
+    shape, built = data_shape(cfg, 3), build_data(cfg, 3)
+    assert replace(shape.spec, info={}) == replace(built.spec, info={})
+    assert (shape.n_train, shape.unique_train_tokens) == (built.n_train, built.unique_train_tokens)
+
+
+@pytest.mark.parametrize("old, new", [("--mem-gb=1", "mem_gib=1"), ("--mfu=0.3", "mfu=0.3")])
+def test_old_flags_name_the_key_value_form(old, new, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep=dp", "scale=smoke", old])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and err.endswith(new), err
