@@ -50,10 +50,13 @@ def activation_bytes(model: torch.nn.Module, spec: DataSpec, precision: str) -> 
     probes = [_split(model, spec, t, precision) for t in PROBE_LENGTHS]
     if None in probes:
         return None
-    (y0, fixed), (y1, _), (y2, _) = probes
     t0, h = PROBE_LENGTHS[0], PROBE_LENGTHS[1] - PROBE_LENGTHS[0]
-    u = (spec.seq_len - t0) / h  # Newton's forward differences through the three counts
-    return round(y0 + u * (y1 - y0) + u * (u - 1) / 2 * (y2 - 2 * y1 + y0)), fixed
+    u = (spec.seq_len - t0) / h  # Newton's forward differences through the three counts, for each part
+
+    def at_length(y0: int, y1: int, y2: int) -> int:
+        return round(y0 + u * (y1 - y0) + u * (u - 1) / 2 * (y2 - 2 * y1 + y0))
+
+    return at_length(*(p[0] for p in probes)), at_length(*(p[1] for p in probes))
 
 
 def _split(model: torch.nn.Module, spec: DataSpec, seq_len: int, precision: str) -> tuple[int, int] | None:

@@ -51,9 +51,11 @@ def test_plan_counts_each_ranks_micro_batch():
     one = estimate(compose(["model=transformer", "trainer.batch_size=8", "dist.nproc=1"]))
     two = estimate(compose(["model=transformer", "trainer.batch_size=8", "dist.nproc=2"]))
     accum = estimate(compose(["model=transformer", "trainer.batch_size=8", "trainer.grad_accum=2"]))
-    state = one["memory_bytes"] - 2 * (one["memory_bytes"] - two["memory_bytes"])  # weights, grads, optimizer
+    fixed = one["memory_bytes"] - 2 * (one["memory_bytes"] - two["memory_bytes"])  # what the batch does not scale
     assert two["memory_bytes"] < one["memory_bytes"] and accum["memory_bytes"] == two["memory_bytes"]
-    assert state == 16 * one["params"]  # fp32 weights 4 + grads 4 + AdamW moments 8 bytes per parameter
+    # fp32 weights 4 + grads 4 + AdamW moments 8 bytes per parameter, + the weights matmuls save for backward,
+    # counted once (at most another 4 bytes per parameter), not once per example
+    assert 16 * one["params"] < fixed <= 20 * one["params"]
 
 
 @pytest.mark.parametrize("model", ["transformer", "lstm"])
