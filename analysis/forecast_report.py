@@ -68,7 +68,7 @@ def write_report(study_dir: str | Path, out: str | Path, bootstrap: int = 200) -
     report = {"study": registered["study"], "task": registered["task"], "scale": registered["scale"],
               "registered_at": registered["registered_at"], "loss_floor": floor,
               "entropy_rate": registered.get("entropy_rate"), "E_vs_floor": registered.get("E_vs_floor"),
-              "theory": registered.get("theory") or {},
+              "theory": registered.get("theory") or {}, "param_count": registered.get("param_count") or {},
               "seed_sigma_log": registered.get("seed_sigma_log"), "lr_rule": registered["lr_rule"],
               "laws": registered["laws"], "targets": registered["targets"], "forecasts": scored,
               "target_runs": runs[["run_id", "target", "params", "tokens", "val_loss"]].to_dict("records"),
@@ -120,6 +120,11 @@ def markdown(r: dict) -> str:
     if e:
         lines += ["", f"Approach 3's fitted floor E = {e['E']:.4f} vs the known floor {e['floor']:.4f} "
                       f"(entropy rate {_num(r['entropy_rate'])}): {e['rel_error']:+.2%}."]
+    count = r.get("param_count") or {}
+    if count.get("used"):
+        devs = ", ".join(f"{k} {_pct(v)}" for k, v in (count.get("lobo_max_rel_dev") or {}).items())
+        lines += ["", f"N counts `{count['used']}`: of total and non-embedding parameters, the one whose approach-3 "
+                      f"forecast moved least with one fit budget left out ({devs}), chosen on the ladder alone."]
     theory = r.get("theory") or {}
     if theory.get("data_exponent") is not None:
         lines += ["", "Exponents, fitted vs theory (Hutter 2021: beta = a/(1+a); the quantization model: alpha ~ a):", "",

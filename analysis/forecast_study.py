@@ -49,8 +49,8 @@ class Forecast:
         self.base = ["sweep=forecast", f"scale={scale}", f"out_dir={out_dir}", f"study={self.study}", *launcher, *extra]
         if task == "pycode":  # the whole standard library: the larger runs need its ~30M unique bytes
             self.base += ["task=pycode", "data=pycode", "data.max_bytes=null"]
-        if task == "facts":
-            self.base += ["task=facts", "data=facts"]
+        if task == "facts":  # data-hungry: its ladder's loss minima sat at D/N ~ 200 (a pilot at 50 put them all
+            self.base += ["task=facts", "data=facts", "tokens_per_param=200"]  # at the smallest size)
         if task_seed:
             self.base += [f"{INSTANCE_KEY[task]}={task_seed}"]
         self.rule_file, self.forecast_file = self.dir / "lr_rule.json", self.dir / "forecast.json"
