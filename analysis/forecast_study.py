@@ -9,7 +9,7 @@ synthetic task (facts: new keys and values; markov: a new chain) into its own st
 tuned on instance 0 and must hold on the others.
 
 Steps, in order (`step=all`, the default, runs each that is not done; `step=NAME` runs one), each a multirun
-of `sweeps/forecast.yaml` into `<out_dir>/<study>/` (study `forecast`, or `forecast_<task>`):
+of `sweeps/forecast.yaml` into `<out_dir>/<study>/` (`forecast`, or `forecast_<task>`; `_s<K>` for task_seed=K):
   lr        the LR grid at the smallest fit budget -> lr_rule.json (written once, before the ladder trains)
   ladder    the fit budgets x sizes with the rule's LR
   noise     a second seed of the two smallest budgets (the seed spread)

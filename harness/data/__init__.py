@@ -37,12 +37,16 @@ SHAPES: dict[str, Callable[[DictConfig, int], DataShape]] = {
 }
 
 
-# Tasks that read files: a hash of the content read, part of the run id (built-in tasks are defined by config).
-IDENTITY: dict[str, Callable[[DictConfig], str]] = {"text": text_identity}
+# Part of the run id beyond the config: for tasks that read files, a hash of the content read; for order-1
+# chains, the exact validation loss (val_loss changed meaning, so runs recorded before it are never reused).
+IDENTITY: dict[str, Callable[[DictConfig], str | None]] = {
+    "text": text_identity,
+    "markov": lambda cfg: "val_loss=exact" if int(cfg.order) == 1 else None,
+}
 
 
 def data_identity(cfg: DictConfig) -> str | None:
-    """The content hash of the files the data config reads, or None for a task made from its config alone."""
+    """What identifies the data beyond its config (a corpus's content hash, ...), or None."""
     identity = IDENTITY.get(cfg.name)
     return identity(cfg) if identity else None
 
