@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from harness.config import choose
 from harness.data.base import Dataset, DataSpec
+from harness.data.deep_teacher import build_deep_teacher
 from harness.data.images import build_images
 from harness.data.markov import build_markov
 from harness.data.teacher import build_teacher
@@ -18,6 +19,7 @@ from harness.data.text import build_pycode, build_text, text_identity
 
 TASKS: dict[str, Callable[[DictConfig, int], Dataset]] = {
     "teacher": build_teacher,
+    "deep_teacher": build_deep_teacher,
     "images": build_images,
     "markov": build_markov,
     "pycode": build_pycode,
