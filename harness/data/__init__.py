@@ -14,6 +14,7 @@ from harness.data.base import Dataset, DataSpec
 from harness.data.deep_teacher import build_deep_teacher
 from harness.data.images import build_images
 from harness.data.markov import build_markov
+from harness.data.recall import build_recall
 from harness.data.teacher import build_teacher
 from harness.data.text import build_pycode, build_text, text_identity
 
@@ -24,6 +25,7 @@ TASKS: dict[str, Callable[[DictConfig, int], Dataset]] = {
     "markov": build_markov,
     "pycode": build_pycode,
     "text": build_text,
+    "recall": build_recall,
 }
 
 

@@ -1,0 +1,57 @@
+"""`recall`: the answer is the token `lag` steps back, the test of how far back a sequence model can learn.
+
+Each example is `lag + 1` uniform random tokens; only the last position has a target, the first token of the
+example (the one `lag` steps before the last input). Every other position's target is IGNORE, which
+cross-entropy skips, so the loss is the recall loss alone: ln(vocab_size) at chance, 0 when solved.
+"""
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from harness.config import positive
+from harness.data.base import Dataset, DataSpec
+
+IGNORE = -100  # torch.nn.functional.cross_entropy's default ignore_index
+
+
+class RecallDataset(Dataset):
+    """Fixed sequences (N, T) with per-position targets: examples are rows, not windows of one stream."""
+
+    def _check_sizes(self) -> None:  # rows are whole examples: no stream to cut windows from
+        pass
+
+    @property
+    def n_train(self) -> float:
+        return len(self.train[0])
+
+    def take_train(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx.to(self.device)
+        return self.train[0][idx], self.train[1][idx]
+
+    def val_batches(self, n_examples: int, batch_size: int):
+        x, y = self.val[0][:n_examples], self.val[1][:n_examples]
+        for i in range(0, len(x), batch_size):
+            yield x[i:i + batch_size], y[i:i + batch_size]
+
+    def to(self, device: torch.device) -> "RecallDataset":
+        moved = RecallDataset(self.spec, tuple(t.to(device) for t in self.train), tuple(t.to(device) for t in self.val))
+        moved.device = device
+        return moved
+
+
+def build_recall(cfg: DictConfig, seed: int) -> Dataset:
+    lag = positive("data.lag", cfg.lag)
+    vocab = positive("data.vocab_size", cfg.vocab_size)
+    n_train = positive("data.train_samples", cfg.train_samples)
+    n_val = positive("data.val_samples", cfg.val_samples)
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randint(0, vocab, (n, lag + 1), generator=g)
+        y = torch.full_like(x, IGNORE)
+        y[:, -1] = x[:, 0]
+        return x, y
+
+    spec = DataSpec(kind="tokens", loss="ce", n_outputs=vocab, seq_len=lag + 1)
+    return RecallDataset(spec, make(n_train), make(n_val))
