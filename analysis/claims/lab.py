@@ -12,6 +12,14 @@ from harness.config import EXIT_BAD_INPUT
 from harness.collect import collect
 
 
+# scale=smoke checks the plumbing in minutes: the shared studies' smoke grids, trimmed to what a claim reads.
+SMOKE_TRIMS = {
+    "params": ("grid.smoke.models=mlp", "grid.smoke.steps=30"),
+    "data": ('grid.smoke.tokens="1e4,4e4"',),
+    "isoflop": ('grid.smoke.params="3e3,8e3,2e4"',),
+}
+
+
 class StudyFailed(RuntimeError):
     """A claim's study exited with an error (its runs' own failures are recorded, not raised)."""
 
@@ -34,8 +42,9 @@ class Lab:
         A study is run once per `harness-claims` call even when several claims read it.
         """
         if sweep not in self._tables:
+            trims = SMOKE_TRIMS.get(sweep, ()) if self.scale == "smoke" else ()
             cmd = [sys.executable, "-m", "harness", "-m", f"sweep={sweep}", f"scale={self.scale}",
-                   f"out_dir={self.dir}", "logger=none", *overrides, *self.extra]
+                   f"out_dir={self.dir}", "logger=none", *trims, *overrides, *self.extra]
             print(f"claims: study {sweep}: {' '.join(cmd[2:])}", flush=True)
             code = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
             if code == EXIT_BAD_INPUT:

@@ -56,7 +56,7 @@ def input_gradients(arch: str, lag: int, params: float = 2e4, seeds: int = 3) ->
 def measure_long_range(lab: Lab) -> tuple[dict[str, Any], Path]:
     table = lab.ok("claim_long_range")
     table["arch"] = table["model.name"].where(table["model.name"] != "rnn", table["model.cell"])
-    chance = float(np.log(table["data.vocab_size"].iloc[0]))
+    chance = float(np.log(table["data.vocab_size"].iloc[0] - 1))  # token 0 is never an answer
     loss = {a: rows.groupby("data.lag").val_loss.mean().to_dict() for a, rows in table.groupby("arch")}
     probe_lag = int(table["data.lag"].max())
     grads = {a: input_gradients(a, probe_lag) for a in ARCHS}

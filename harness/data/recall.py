@@ -1,15 +1,17 @@
 """`recall`: the answer is the token `lag` steps back, the test of how far back a sequence model can learn.
 
-Each example is `lag + 1` uniform random tokens; only the last position has a target, the first token of the
-example (the one `lag` steps before the last input). Every other position's target is IGNORE, which
-cross-entropy skips, so the loss is the recall loss alone: ln(vocab_size) at chance, 0 when solved.
+Each example is `lag + 1` tokens: a random token to remember, then `lag` distractors, either the blank token 0
+(`distractors: blank`, the classic copy-memory setting: only memory is tested) or uniform random tokens
+(`random`: the model must also ignore what it sees). Only the last position has a target, the first token (the
+one `lag` steps before the last input); every other target is IGNORE, which cross-entropy skips, so the loss is
+the recall loss alone: ln(vocab_size − 1) at chance (tokens to remember are 1 … vocab_size − 1), 0 when solved.
 """
 from __future__ import annotations
 
 import torch
 from omegaconf import DictConfig
 
-from harness.config import positive
+from harness.config import choose, fail, positive
 from harness.data.base import Dataset, DataSpec
 
 IGNORE = -100  # torch.nn.functional.cross_entropy's default ignore_index
@@ -43,12 +45,16 @@ class RecallDataset(Dataset):
 def build_recall(cfg: DictConfig, seed: int) -> Dataset:
     lag = positive("data.lag", cfg.lag)
     vocab = positive("data.vocab_size", cfg.vocab_size)
+    if vocab < 3:
+        fail("data.vocab_size", vocab, "needs a blank and at least 2 tokens to remember (>= 3)")
+    blank = choose("data.distractors", cfg.distractors, ["blank", "random"]) == "blank"
     n_train = positive("data.train_samples", cfg.train_samples)
     n_val = positive("data.val_samples", cfg.val_samples)
     g = torch.Generator().manual_seed(seed)
 
     def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.randint(0, vocab, (n, lag + 1), generator=g)
+        x = torch.zeros(n, lag + 1, dtype=torch.long) if blank else torch.randint(0, vocab, (n, lag + 1), generator=g)
+        x[:, 0] = torch.randint(1, vocab, (n,), generator=g)
         y = torch.full_like(x, IGNORE)
         y[:, -1] = x[:, 0]
         return x, y
