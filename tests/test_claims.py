@@ -29,7 +29,7 @@ def test_activations_rule():
     assert verdict(nets.rule_activations, holds) == "holds"
     no_gain = {**base, "gap_to_linear": {"identity": 0.0, "relu": 0.01, "gelu": 0.0, "tanh": -0.01}}
     assert verdict(nets.rule_activations, no_gain) == "does not hold"
-    undertrained = {**base, "gap_to_linear": {"identity": 0.5, "relu": -0.5, "gelu": -0.4, "tanh": -0.3}}
+    undertrained = {**base, "gap_to_linear": {"identity": 0.01, "relu": 0.5, "gelu": 0.4, "tanh": 0.3}}
     assert verdict(nets.rule_activations, undertrained) == "inconclusive"
 
 
@@ -44,10 +44,18 @@ def test_vanishing_gradients_rule():
     assert verdict(nets.rule_vanishing_gradients, _ratios(0.3, 0.4, 0.5)) == "does not hold"
 
 
-def test_depth_rule():
-    assert verdict(nets.rule_depth, {"loss_by_depth": {1: 0.5, 3: 0.3, 6: 0.35}, "seed_spread": 0.02}) == "holds"
-    assert verdict(nets.rule_depth, {"loss_by_depth": {1: 0.3, 3: 0.5, 6: 0.45}, "seed_spread": 0.02}) == "does not hold"
-    assert verdict(nets.rule_depth, {"loss_by_depth": {1: 0.3, 3: 0.29}, "seed_spread": 0.02}) == "inconclusive"
+def test_depth_rule_and_paired_gain():
+    import pandas as pd
+
+    table = pd.DataFrame({"seed": [0, 0, 1, 1], "model.depth": [1, 3, 1, 3], "val_loss": [1.0, 0.8, 2.0, 1.7]})
+    gain, spread = nets.paired_gain(table, "model.depth", 1)
+    assert gain[3] == pytest.approx(0.25) and spread == pytest.approx(0.1)
+    m = {"loss_by_depth": {1: 0.5, 3: 0.3, 6: 0.35}, "gain_over_one_layer": {1: 0, 3: 0.2, 6: 0.15}, "gain_spread": 0.02}
+    assert verdict(nets.rule_depth, m) == "holds"
+    m["gain_over_one_layer"] = {1: 0, 3: -0.2, 6: -0.15}
+    assert verdict(nets.rule_depth, m) == "does not hold"
+    m["gain_over_one_layer"] = {1: 0, 3: 0.01}
+    assert verdict(nets.rule_depth, m) == "inconclusive"
 
 
 def test_cnn_sharing_rule_and_interpolation():
@@ -123,10 +131,10 @@ def test_lr_extremes_rule():
 
 def test_schedule_rule():
     loss = {"constant": 2.0, "warmup only": 1.9, "cosine only": 1.9, "warmup + cosine": 1.8}
-    assert verdict(training.rule_schedule, {"loss": loss, "seed_spread": 0.01}) == "holds"
-    assert verdict(training.rule_schedule, {"loss": {**loss, "warmup + cosine": 2.2}, "seed_spread": 0.01}) == \
-        "does not hold"
-    assert verdict(training.rule_schedule, {"loss": loss, "seed_spread": 0.2}) == "inconclusive"
+    m = {"loss": loss, "gain_over_constant": {"warmup + cosine": 0.2}, "gain_spread": 0.01}
+    assert verdict(training.rule_schedule, m) == "holds"
+    assert verdict(training.rule_schedule, {**m, "gain_over_constant": {"warmup + cosine": -0.2}}) == "does not hold"
+    assert verdict(training.rule_schedule, {**m, "gain_spread": 0.2}) == "inconclusive"
 
 
 def test_epochs_rule():

@@ -12,11 +12,15 @@ from harness.config import EXIT_BAD_INPUT
 from harness.collect import collect
 
 
-# scale=smoke checks the plumbing in minutes: the shared studies' smoke grids, trimmed to what a claim reads.
-SMOKE_TRIMS = {
-    "params": ("grid.smoke.models=mlp", "grid.smoke.steps=30"),
-    "data": ('grid.smoke.tokens="1e4,4e4"',),
-    "isoflop": ('grid.smoke.params="3e3,8e3,2e4"',),
+# The shared studies trimmed to what the claims read: smoke checks the plumbing in minutes; cpu keeps the whole
+# claims run within an hour on 2 cores (batch_lr and isoflop alone would take ~45 min each at their cpu grids).
+TRIMS = {
+    "smoke": {"params": ("grid.smoke.models=mlp", "grid.smoke.steps=30"),
+              "data": ('grid.smoke.tokens="1e4,4e4"',),
+              "isoflop": ('grid.smoke.params="3e3,8e3,2e4"',)},
+    "cpu": {"batch_lr": ("grid.cpu.model=mlp", "grid.cpu.tokens=2e5"),
+            "data": ("grid.cpu.params=3e4",),
+            "isoflop": ('grid.cpu.flops="1e11,3e11,1e12"',)},
 }
 
 
@@ -42,7 +46,7 @@ class Lab:
         A study is run once per `harness-claims` call even when several claims read it.
         """
         if sweep not in self._tables:
-            trims = SMOKE_TRIMS.get(sweep, ()) if self.scale == "smoke" else ()
+            trims = TRIMS.get(self.scale, {}).get(sweep, ())
             cmd = [sys.executable, "-m", "harness", "-m", f"sweep={sweep}", f"scale={self.scale}",
                    f"out_dir={self.dir}", "logger=none", *trims, *overrides, *self.extra]
             print(f"claims: study {sweep}: {' '.join(cmd[2:])}", flush=True)

@@ -64,13 +64,14 @@ def measure_activations(lab: Lab) -> tuple[dict[str, Any], Path]:
 def rule_activations(m: dict[str, Any]) -> Verdict:
     """holds if the identity MLP's loss is within tolerance (2 seed spreads, ≥ 5% of the linear optimum) of the
     least-squares optimum and every nonlinear activation ends below the optimum by more than it; does not hold
-    if the identity MLP beats the optimum by more than it, or no nonlinearity does; else inconclusive."""
+    if the identity MLP beats the optimum by more than it, or every nonlinear one also ends within it (they
+    collapse too); inconclusive otherwise (e.g. nonlinear nets still above a linear model: undertrained)."""
     gap, tol = m["gap_to_linear"], _tolerance(m["linear_optimum"], m["seed_spread"])
     ident = gap["identity"]
     others = {k: v for k, v in gap.items() if k != "identity"}
     said = (f"identity − linear optimum = {ident:+.3g}, nonlinear: "
             + ", ".join(f"{k} {v:+.3g}" for k, v in others.items()) + f" (tolerance {tol:.2g})")
-    if ident < -tol or all(v >= -tol for v in others.values()):
+    if ident < -tol or all(abs(v) <= tol for v in others.values()):
         return Verdict("does not hold", said)
     if abs(ident) <= tol and all(v < -tol for v in others.values()):
         return Verdict("holds", said)
@@ -83,9 +84,10 @@ PROBE_DEPTHS = (2, 4, 8, 16, 32)
 PROBE_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 
 
-def gradient_ratio(activation: str, depth: int, width: int = 64, seeds: int = 3) -> float:
-    """||∂L/∂W_first|| / ||∂L/∂W_last|| of a freshly initialised MLP (PyTorch's default init) on the teacher
-    regression task, geometric mean over `seeds` initialisations."""
+def gradient_ratio(activation: str, depth: int, width: int = 64, seeds: int = 3, init: str = "gain") -> float:
+    """||∂L/∂W_first|| / ||∂L/∂W_last|| of a freshly initialised MLP on the teacher regression task, geometric
+    mean over `seeds` initialisations. `init`: "gain" (weights N(0, gain²/fan_in) with the activation's own gain,
+    zero biases: the variance-preserving init each activation is paired with) or "default" (PyTorch's)."""
     import torch
     from omegaconf import OmegaConf
 
@@ -100,6 +102,11 @@ def gradient_ratio(activation: str, depth: int, width: int = 64, seeds: int = 3)
     for seed in range(seeds):
         torch.manual_seed(seed)
         model = MLP(data.spec, width, depth, activation)
+        if init == "gain":
+            for layer in model.net:
+                if isinstance(layer, torch.nn.Linear):
+                    torch.nn.init.kaiming_normal_(layer.weight, nonlinearity=activation)
+                    torch.nn.init.zeros_(layer.bias)
         torch.nn.functional.mse_loss(model(x), y).backward()
         linear = [m for m in model.net if isinstance(m, torch.nn.Linear)]
         logs.append(float(torch.log(linear[0].weight.grad.norm() / linear[-1].weight.grad.norm())))
@@ -108,6 +115,7 @@ def gradient_ratio(activation: str, depth: int, width: int = 64, seeds: int = 3)
 
 def measure_vanishing_gradients(lab: Lab) -> tuple[dict[str, Any], Path]:
     ratio = {a: {d: gradient_ratio(a, d) for d in PROBE_DEPTHS} for a in PROBE_ACTIVATIONS}
+    default = {a: gradient_ratio(a, max(PROBE_DEPTHS), init="default") for a in PROBE_ACTIVATIONS}
     table = lab.ok("claim_vanishing_gradients")
     loss = {a: rows.groupby("model.depth").val_loss.mean().to_dict() for a, rows in table.groupby("model.activation")}
 
@@ -117,15 +125,16 @@ def measure_vanishing_gradients(lab: Lab) -> tuple[dict[str, Any], Path]:
             left.semilogy(PROBE_DEPTHS, [ratio[a][d] for d in PROBE_DEPTHS], "o-", label=a)
             if a in loss:
                 right.plot(list(loss[a]), list(loss[a].values()), "o-", label=a)
-        left.set(xlabel="hidden layers", ylabel="‖∇W first‖ / ‖∇W last‖ at init", title="gradient ratio")
+        left.set(xlabel="hidden layers", ylabel="‖∇W first‖ / ‖∇W last‖ at init", title="gradient ratio (gain init)")
         right.set(xlabel="hidden layers", ylabel="val MSE, fixed budget", title="loss reached")
         left.legend()
-    return {"gradient_ratio": ratio, "loss_at_budget": loss}, lab.figure("vanishing_gradients", draw)
+    return {"gradient_ratio": ratio, "default_init_ratio_at_max_depth": default, "loss_at_budget": loss}, \
+        lab.figure("vanishing_gradients", draw)
 
 
 def rule_vanishing_gradients(m: dict[str, Any]) -> Verdict:
-    """At the deepest probed depth an activation 'loses its gradient' if its first/last gradient ratio is below
-    a tenth of relu's. holds if sigmoid and tanh both do; a correction if only one does; does not hold if neither."""
+    """At the deepest probed depth, with each activation's variance-preserving init, an activation 'loses its
+    gradient' if its first/last gradient ratio is below a tenth of relu's. holds if sigmoid and tanh both do; a correction if only one does; does not hold if neither."""
     ratio = {a: {int(d): v for d, v in r.items()} for a, r in m["gradient_ratio"].items()}
     deep = max(ratio["relu"])
     lost = [a for a in ("sigmoid", "tanh") if ratio[a][deep] < 0.1 * ratio["relu"][deep]]
@@ -140,12 +149,20 @@ def rule_vanishing_gradients(m: dict[str, Any]) -> Verdict:
 # --- depth: deep vs one wide hidden layer at matched parameters -------------------------------------------
 
 
+def paired_gain(table: pd.DataFrame, key: str, ref: Any) -> tuple[pd.Series, float]:
+    """Per value of `key`: the mean over seeds of (ref's loss − its loss), each seed against its own ref run (a
+    seed also draws the task), and the mean spread of those gains over seeds."""
+    wide = table.pivot_table(index="seed", columns=key, values="val_loss")
+    gains = -wide.sub(wide[ref], axis=0)
+    return gains.mean(), float((gains.max() - gains.min()).drop(ref).mean())
+
+
 def measure_depth(lab: Lab) -> tuple[dict[str, Any], Path]:
     table = lab.ok("claim_depth")
-    by = table.groupby("model.depth")
-    loss = by.val_loss.mean()
-    spread = float(by.val_loss.agg(lambda s: s.max() - s.min()).mean())
-    m = {"params": float(table.params.median()), "loss_by_depth": loss.to_dict(), "seed_spread": spread}
+    loss = table.groupby("model.depth").val_loss.mean()
+    gain, spread = paired_gain(table, "model.depth", 1)
+    m = {"params": float(table.params.median()), "loss_by_depth": loss.to_dict(),
+         "gain_over_one_layer": gain.to_dict(), "gain_spread": spread}
 
     def draw(fig):
         ax = fig.add_subplot()
@@ -158,15 +175,17 @@ def measure_depth(lab: Lab) -> tuple[dict[str, Any], Path]:
 
 
 def rule_depth(m: dict[str, Any]) -> Verdict:
-    """holds if the best net with ≥ 3 hidden layers beats the one-hidden-layer net by more than the tolerance
-    (2 seed spreads, ≥ 5% of its loss); does not hold if it is worse by as much; else inconclusive."""
-    loss = {int(k): v for k, v in m["loss_by_depth"].items()}
-    shallow, deep = loss[1], min(v for d, v in loss.items() if d >= 3)
-    tol = _tolerance(shallow, m["seed_spread"])
-    said = f"1 hidden layer {shallow:.3g}, best deeper net {deep:.3g} (tolerance {tol:.2g})"
-    if deep < shallow - tol:
+    """holds if the best net with ≥ 3 hidden layers beats the one-hidden-layer net (same seed, same task) by more
+    than the tolerance (2 spreads of that gain over seeds, ≥ 5% of the shallow loss); does not hold if the best
+    is worse by as much; else inconclusive."""
+    gain = {int(k): v for k, v in m["gain_over_one_layer"].items()}
+    shallow = {int(k): v for k, v in m["loss_by_depth"].items()}[1]
+    depth, best = max(((d, g) for d, g in gain.items() if d >= 3), key=lambda dg: dg[1])
+    tol = _tolerance(shallow, m["gain_spread"])
+    said = f"1 hidden layer {shallow:.3g}; {depth} layers lower by {best:+.3g} (tolerance {tol:.2g})"
+    if best > tol:
         return Verdict("holds", said)
-    if deep > shallow + tol:
+    if best < -tol:
         return Verdict("does not hold", said)
     return Verdict("inconclusive", said)
 
@@ -224,8 +243,8 @@ CLAIMS = [
           "against the closed-form least-squares linear model on the same data.", measure_activations,
           rule_activations),
     Claim("vanishing_gradients", "Sigmoid and tanh stacks lose their gradient with depth; relu much less.",
-          "First- to last-layer gradient-norm ratio of MLPs at init, depths 2–32, per activation; and the loss each "
-          "depth reaches on a fixed budget.", measure_vanishing_gradients, rule_vanishing_gradients),
+          "First- to last-layer gradient-norm ratio of MLPs at init (each activation's gain, N(0, gain²/fan_in)), "
+          "depths 2–32; and the loss each depth reaches on a fixed budget.", measure_vanishing_gradients, rule_vanishing_gradients),
     Claim("depth", "At matched parameter counts, deeper networks beat one wide hidden layer on a task built by "
           "composition.", "MLPs of 1 to 8 hidden layers with equal parameter counts on a deep-teacher regression "
           "task (2 seeds).", measure_depth, rule_depth),

@@ -154,30 +154,32 @@ def rule_lr_extremes(m: dict[str, Any]) -> Verdict:
 # --- schedule: constant vs warmup-only vs warmup+cosine -----------------------------------------------------
 
 def measure_schedule(lab: Lab) -> tuple[dict[str, Any], Path]:
+    from analysis.claims.nets import paired_gain
+
     table = lab.ok("claim_schedule")
     warm, cosine = table["optim.warmup_steps"] > 0, table["optim.schedule"] == "cosine"
     table["variant"] = np.select([~warm & ~cosine, warm & ~cosine, ~warm & cosine],
                                  ["constant", "warmup only", "cosine only"], "warmup + cosine")
     loss = table.groupby("variant").val_loss.mean()
-    spread = table.groupby("variant").val_loss.agg(lambda s: s.max() - s.min()).mean()
-    m = {"loss": loss.to_dict(), "seed_spread": float(spread), "seeds": int(table.seed.nunique())}
+    gain, spread = paired_gain(table, "variant", "constant")
+    m = {"loss": loss.to_dict(), "gain_over_constant": gain.to_dict(), "gain_spread": spread,
+         "seeds": int(table.seed.nunique())}
 
     def draw(fig):
         ax = fig.add_subplot()
         for i, (v, rows) in enumerate(table.groupby("variant")):
             ax.plot([i] * len(rows), rows.val_loss, "o")
         ax.set_xticks(range(len(loss)), list(loss.index))
-        ax.set(ylabel="val_loss (nats)", title="same run, three LR schedules (one dot per seed)")
+        ax.set(ylabel="val_loss (nats)", title="same run, four LR schedules (one dot per seed)")
     return m, lab.figure("schedule", draw)
 
 
 def rule_schedule(m: dict[str, Any]) -> Verdict:
-    """holds if warmup + cosine ends below constant by more than 2 seed spreads; does not hold if it ends above
-    it by as much; inconclusive in between (also when the gain is all warmup's: stated)."""
-    loss, margin = m["loss"], 2 * m["seed_spread"]
-    gain = loss["constant"] - loss["warmup + cosine"]
+    """holds if warmup + cosine ends below constant (same seed, same data) by more than 2 spreads of that gain
+    over seeds; does not hold if it ends above it by as much; inconclusive in between."""
+    loss, gain, margin = m["loss"], m["gain_over_constant"]["warmup + cosine"], 2 * m["gain_spread"]
     said = (f"constant {loss['constant']:.4g}, warmup only {loss['warmup only']:.4g}, warmup + cosine "
-            f"{loss['warmup + cosine']:.4g}; 2 seed spreads = {margin:.2g}")
+            f"{loss['warmup + cosine']:.4g}: gain {gain:+.3g}, 2 spreads = {margin:.2g}")
     if gain > margin:
         return Verdict("holds", said)
     if gain < -margin:
