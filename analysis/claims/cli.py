@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from analysis.claims import ORDER
+from analysis.claims.claim import ORDER
 from harness.config import ConfigError, choose, exit_bad_input, fail
 
 OWN_KEYS = ("scale", "claim", "out_dir")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.claims import Blocked, Claim, Verdict
+from analysis.claims.claim import Blocked, Claim, Verdict
 from analysis.claims.lab import Lab
 
 # --- gpu_speedup: the devices study --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from analysis.claims import ORDER, Blocked, Claim
+from analysis.claims.claim import ORDER, Blocked, Claim
 from analysis.claims.lab import Lab, StudyFailed
 from analysis.data import AnalysisError
 from harness.jsonsafe import json_ready

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.claims import Claim, Verdict
+from analysis.claims.claim import Claim, Verdict
 from analysis.claims.lab import Lab
 
 # --- long_range: recall the token k steps back ------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.claims import Claim, Verdict
+from analysis.claims.claim import Claim, Verdict
 from analysis.claims.lab import Lab
 from analysis.data import AnalysisError
 
