@@ -138,10 +138,13 @@ def test_schedule_rule():
 
 
 def test_epochs_rule():
-    rows = [{"epochs": 2, "penalty": 0.01}, {"epochs": 16, "penalty": 0.1}]
+    rows = [{"epochs": 8, "penalty": 0.03}, {"epochs": 32, "penalty": 0.1}]
     assert verdict(training.rule_epochs, {"repeated": rows}) == "holds"
+    rows = [{"epochs": 2, "penalty": 0.01}, {"epochs": 32, "penalty": 0.1}]
+    assert verdict(training.rule_epochs, {"repeated": rows}) == "holds with a correction"
     rows = [{"epochs": 2, "penalty": 0.0}, {"epochs": 16, "penalty": -0.01}]
     assert verdict(training.rule_epochs, {"repeated": rows}) == "does not hold"
+    assert verdict(training.rule_epochs, {"repeated": [{"epochs": 4, "penalty": 0.0}]}) == "inconclusive"
 
 
 def test_gpu_speedup_rule():
