@@ -17,7 +17,7 @@ from harness.collect import collect
 TRIMS = {
     "smoke": {"params": ("grid.smoke.models=mlp", "grid.smoke.steps=30"),
               "data": ('grid.smoke.tokens="1e4,4e4"',),
-              "isoflop": ('grid.smoke.params="3e3,8e3,2e4"', 'grid.smoke.flops="2e8,5e8,1.5e9"'),
+              "isoflop": ('grid.smoke.params="3e3,8e3,2e4"', 'grid.smoke.flops="5e8,1e9,2e9"'),
               "attention": ('grid.smoke.seq="64,128,256,512"',)},
     "cpu": {"batch_lr": ("grid.cpu.model=mlp", "grid.cpu.tokens=2e5"),
             "data": ("grid.cpu.params=3e4",),
