@@ -181,6 +181,34 @@ def test_diminishing_returns_rule():
     assert verdict(costs.rule_diminishing_returns, {**m, "gamma": float("nan")}) == "inconclusive"
 
 
+def test_judge_records_blocked_and_crashed_claims_and_write_merges(tmp_path):
+    from analysis.claims import Blocked, Claim, Verdict
+    from analysis.claims.lab import Lab
+    from analysis.claims.report import judge, write
+
+    lab = Lab("smoke", tmp_path)
+
+    def blocked(lab):
+        raise Blocked("no GPU")
+
+    def broken(lab):
+        raise ZeroDivisionError("bug")
+
+    ok = Claim("memory_70b", "c", "t", lambda lab: ({"x": 1}, None), lambda m: Verdict("holds", "x = 1"))
+    entry, crashed = judge(ok, lab)
+    assert (entry["verdict"], entry["measured"], crashed) == ("holds", {"x": 1}, False)
+    entry, crashed = judge(Claim("gpu_speedup", "c", "t", blocked, ok.rule), lab)
+    assert (entry["verdict"], entry["because"], crashed) == ("blocked", "no GPU", False)
+    broken_entry, crashed = judge(Claim("depth", "c", "t", broken, ok.rule), lab)
+    assert broken_entry["verdict"] == "inconclusive" and crashed
+    write(lab, [entry, broken_entry])
+    path, report = write(lab, [judge(ok, lab)[0]])  # one claim re-judged: the others' entries stay
+    assert [e["name"] for e in json.loads(path.read_text())] == ["depth", "gpu_speedup", "memory_70b"]
+    assert "**blocked** | no GPU" in report.read_text()
+    with pytest.raises(ValueError):
+        Verdict("probably", "")
+
+
 def test_every_claim_is_registered_in_order():
     assert list(all_claims()) == list(ORDER)
 
