@@ -247,6 +247,15 @@ def test_bad_input_is_one_line_exit_2(arg, key):
     assert p.returncode == 2 and p.stderr.startswith(f"error: {key}") and len(p.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in (ROOT / "sweeps").glob("claim_*.yaml")))
+@pytest.mark.parametrize("scale", ["smoke", "cpu"])
+def test_claim_sweeps_expand_and_pass_the_checks(sweep, scale, tmp_path):
+    from harness.study import study_configs
+
+    _, configs = study_configs([f"sweep={sweep}", f"scale={scale}", f"out_dir={tmp_path}"])
+    assert len(configs) >= 6 and all(c.study == sweep for c in configs)
+
+
 # ---- end to end ----------------------------------------------------------------------------------------------
 
 
