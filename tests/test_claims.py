@@ -122,7 +122,7 @@ def test_batch_lr_rule():
 
 def test_lr_extremes_rule():
     m = {"highest_status": "diverged", "loss_highest": None, "loss_best": 1.0, "loss_lowest": 1.5,
-         "lowest_still_falling": True}
+         "lowest_still_falling": True, "lr_highest": 3.0, "lr_lowest": 1e-3, "lr_best": 0.1}
     assert verdict(training.rule_lr_extremes, m) == "holds"
     m.update(highest_status="ok", loss_highest=1.05, loss_lowest=1.02)
     assert verdict(training.rule_lr_extremes, m) == "does not hold"

@@ -34,7 +34,9 @@ def least_squares_loss(data_cfg: dict[str, Any], seed: int, n_val: int) -> float
 
     data = build_data(OmegaConf.create(data_cfg), seed)
     (x, y), (xv, yv) = data.train, data.val
-    affine = lambda a: torch.cat([a, torch.ones(len(a), 1)], 1)  # noqa: E731
+    def affine(a: torch.Tensor) -> torch.Tensor:  # inputs with a constant column: the bias
+        return torch.cat([a, torch.ones(len(a), 1)], 1)
+
     w = torch.linalg.lstsq(affine(x).double(), y.double()).solution
     return float(((affine(xv[:n_val]).double() @ w - yv[:n_val]) ** 2).mean())
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -74,5 +73,4 @@ def run_claims(claims: list[Claim], lab: Lab) -> tuple[list[dict[str, Any]], boo
         any_crash |= crashed
         entries.append(entry)
         print(f"claims: {claim.name}: {entry['verdict']} ({entry['because']})", flush=True)
-    sys.stdout.flush()
     return entries, any_crash

@@ -142,8 +142,9 @@ def rule_lr_extremes(m: dict[str, Any]) -> Verdict:
     best's while still falling (slow, not stuck); a correction if only one end behaves so; else not."""
     high_bad = m["highest_status"] == "diverged" or (m["loss_highest"] or 0) >= 1.5 * m["loss_best"]
     low_slow = m["loss_lowest"] >= 1.1 * m["loss_best"] and m["lowest_still_falling"]
-    said = (f"highest LR: {m['highest_status']}, loss {m['loss_highest']}; lowest LR loss {m['loss_lowest']:.3g} "
-            f"vs best {m['loss_best']:.3g}, still falling: {m['lowest_still_falling']}")
+    high = "diverged" if m["highest_status"] == "diverged" else f"loss {m['loss_highest']:.3g}"
+    said = (f"LR {m['lr_highest']:g}: {high}; LR {m['lr_lowest']:g}: loss {m['loss_lowest']:.3g} "
+            f"(still falling: {m['lowest_still_falling']}) vs best LR {m['lr_best']:g}: {m['loss_best']:.3g}")
     if high_bad and low_slow:
         return Verdict("holds", said)
     if high_bad or low_slow:
