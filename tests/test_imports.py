@@ -96,6 +96,7 @@ BAD_INPUT = {  # console script -> bad arguments and what its one line must name
     "harness-analyze": (["/nonexistent/study"], "/nonexistent/study"),
     "harness-forecast": (["scale=huge"], "scale=huge"),
     "harness-cost": (["gpu=Z80", "params=1e9"], "gpu=Z80"),
+    "harness-claims": (["claim=nope"], "claim=nope"),
 }
 
 

@@ -16,7 +16,9 @@ from harness.study import study_configs
 
 STUDIES = group_options("sweep")
 EXPECTED_RUNS = {"params": 12, "data": 10, "isoflop": 15, "batch_lr": 24, "devices": 4, "attention": 12,
-                 "architectures": 10, "seqlen": 6, "demo": 5, "dp": 6, "forecast": 20}
+                 "architectures": 10, "seqlen": 6, "demo": 5, "dp": 6, "forecast": 20, "claim_activations": 8,
+                 "claim_vanishing_gradients": 9, "claim_depth": 6, "claim_cnn_sharing": 6, "claim_long_range": 8,
+                 "claim_schedule": 8}
 
 
 def harness(*args, timeout=600, **kwargs):

@@ -11,19 +11,23 @@ from omegaconf import DictConfig
 
 from harness.config import choose
 from harness.data.base import Dataset, DataShape, DataSpec
+from harness.data.deep_teacher import build_deep_teacher
 from harness.data.facts import build_facts, facts_shape
 from harness.data.images import build_images, images_shape
 from harness.data.markov import build_markov, markov_shape
+from harness.data.recall import build_recall
 from harness.data.teacher import build_teacher, teacher_shape
 from harness.data.text import build_pycode, build_text, pycode_shape, text_identity, text_shape
 
 TASKS: dict[str, Callable[[DictConfig, int], Dataset]] = {
     "teacher": build_teacher,
+    "deep_teacher": build_deep_teacher,
     "images": build_images,
     "markov": build_markov,
     "facts": build_facts,
     "pycode": build_pycode,
     "text": build_text,
+    "recall": build_recall,
 }
 
 # The same tasks' spec and training size from the config alone (no data made): what `harness-plan` needs.
