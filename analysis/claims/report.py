@@ -8,7 +8,7 @@ from typing import Any
 
 from analysis.claims.claim import ORDER, Blocked, Claim
 from analysis.claims.lab import Lab, StudyFailed
-from analysis.data import AnalysisError
+from analysis.tables import AnalysisError
 from harness.jsonsafe import json_ready
 from harness.results import write_atomic
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.claims.claim import Claim, Verdict
 from analysis.claims.lab import Lab
-from analysis.data import AnalysisError
+from analysis.tables import AnalysisError
 
 
 # --- clean_scaling: the params study, one law per architecture, leave-one-out -------------------------------
