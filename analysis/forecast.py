@@ -1,9 +1,11 @@
 """Forecasts from a fit ladder, written down before the runs they predict, then scored against them.
 
 Recipe (the `forecast` study; analysis/forecast_study.py runs it):
-1. LR rule. At the smallest fit budget each size trains at a small grid of learning rates; the best LR per
-   size is the vertex of a parabola in log LR through the grid (the grid point itself at an edge, with a
-   warning); log lr* = log lr_ref + g log(N / N_ref) by least squares, N_ref the geometric mean size.
+1. LR rule. At the two smallest fit budgets each size trains at a small grid of learning rates; the best LR
+   per size and budget is the vertex of a parabola in log LR through the grid (the grid point itself at an
+   edge, with a warning, left out of the fit when enough remain); log lr* = log lr_ref + g log(N / N_ref) +
+   h log(D / D_ref) by least squares, N_ref and D_ref the geometric means (DeepSeek 2024, Porian et al. 2024:
+   the best LR moves with the run's length, so a rule of N alone fitted at one budget extrapolates badly).
 2. Laws, fitted on the ladder's runs only (N = all parameters, D = tokens, C = 6 N D, loss = val_loss):
    - approach3: L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann's recipe: analysis/chinchilla.py);
    - no_offset: L(N, D) = A/N^alpha + B/D^beta (the Kaplan-style form without an irreducible loss);
@@ -55,52 +57,82 @@ N, D, C, LOSS = "params", "tokens", "C", "val_loss"
 
 @dataclass
 class LrRule:
-    """lr*(N) = lr_ref * (N / n_ref)^exponent, from the best LR of each size on a grid."""
+    """lr*(N, D) = lr_ref * (N / n_ref)^exponent * (D / d_ref)^tokens_exponent, from the best LR of each size
+    (and each run length, when the grid has 2+ budgets) on a grid."""
 
     lr_ref: float
     n_ref: float
     exponent: float
-    best: pd.DataFrame          # one row per size: params, lr_best, at_edge
+    best: pd.DataFrame          # one row per size and budget: params, tokens, lr_best, at_edge
     warnings: list[str]
+    d_ref: float = 1.0
+    tokens_exponent: float = 0.0
 
-    def lr(self, n: float) -> float:
-        return self.lr_ref * (n / self.n_ref) ** self.exponent
+    def lr(self, n: float, d: float | None = None) -> float:
+        scale = (d / self.d_ref) ** self.tokens_exponent if d is not None and self.tokens_exponent else 1.0
+        return self.lr_ref * (n / self.n_ref) ** self.exponent * scale
 
     def overrides(self) -> list[str]:
         """The optim keys that apply the rule in a run (harness.train.peak_lr)."""
         return [f"optim.lr={self.lr_ref:.6g}", f"optim.lr_ref_params={round(self.n_ref)}",
-                f"optim.lr_exponent={self.exponent:.6g}"]
+                f"optim.lr_exponent={self.exponent:.6g}", f"optim.lr_ref_tokens={self.d_ref:.6g}",
+                f"optim.lr_tokens_exponent={self.tokens_exponent:.6g}"]
 
     def to_dict(self) -> dict:
-        return {"rule": "lr = lr_ref * (N / n_ref)^exponent", "lr_ref": self.lr_ref, "n_ref": self.n_ref,
-                "exponent": self.exponent, "best": self.best.to_dict(orient="records"), "warnings": self.warnings}
+        return {"rule": "lr = lr_ref * (N / n_ref)^exponent * (D / d_ref)^tokens_exponent", "lr_ref": self.lr_ref,
+                "n_ref": self.n_ref, "exponent": self.exponent, "d_ref": self.d_ref,
+                "tokens_exponent": self.tokens_exponent, "best": self.best.to_dict(orient="records"),
+                "warnings": self.warnings}
+
+
+def _best_lr(g: pd.DataFrame, lr: str) -> tuple[float, bool]:
+    """(best LR, at the grid's edge) of one size's grid: the vertex of a parabola in log LR through the best
+    point and its neighbours, or the grid point itself at an edge."""
+    g = g.sort_values(lr)
+    log_lr, y = np.log(g[lr].to_numpy(float)), g[LOSS].to_numpy(float)
+    i = int(np.argmin(y))
+    edge = i in (0, len(y) - 1)
+    best = log_lr[i]
+    if not edge and len(y) >= 3:
+        p = np.polyfit(log_lr[i - 1:i + 2], y[i - 1:i + 2], 2)
+        best = float(-p[1] / (2 * p[0])) if p[0] > 0 else best
+    return float(math.exp(best)), edge
 
 
 def fit_lr_rule(runs: pd.DataFrame, lr: str = "optim.lr", size: str = "size_mult") -> LrRule:
-    """Best LR per size (runs grouped by `size`) and the power law through them; needs >= 2 sizes."""
+    """Best LR per size (and per budget, when `runs` has 2+ values of `budget`) and the power law through them:
+    log lr* = log lr_ref + g log(N / n_ref) [+ h log(D / d_ref)], least squares over the grids whose best LR lies
+    inside the grid (all of them, with a warning, when fewer than the law's parameters + 1 do)."""
     ok = runs[np.isfinite(runs[LOSS]) & (runs["status"] == "ok")]
+    by = ["budget", size] if "budget" in ok and ok["budget"].nunique() > 1 else [size]
     rows, notes = [], []
-    for _, g in ok.groupby(size):
-        g = g.sort_values(lr)
-        log_lr, y = np.log(g[lr].to_numpy(float)), g[LOSS].to_numpy(float)
-        i = int(np.argmin(y))
-        edge = i in (0, len(y) - 1)
-        best = log_lr[i]
-        if not edge and len(y) >= 3:
-            p = np.polyfit(log_lr[i - 1:i + 2], y[i - 1:i + 2], 2)
-            best = float(-p[1] / (2 * p[0])) if p[0] > 0 else best
-        n = float(g[N].median())
+    for _, g in ok.groupby(by):
+        best, edge = _best_lr(g, lr)
+        n, d = float(g[N].median()), float(g[D].median()) if D in g else math.nan
         if edge:
-            notes.append(f"best LR for N={n:,.0f} is at the {'low' if i == 0 else 'high'} edge of the grid "
-                         f"({math.exp(best):.3g}): the optimum may lie outside it")
-        rows.append({"params": n, "lr_best": float(math.exp(best)), "at_edge": edge})
+            notes.append(f"best LR for N={n:,.0f}" + (f", D={d:.3g}" if len(by) > 1 else "") + f" is at the grid's "
+                         f"edge ({best:.3g}): the optimum may lie outside it")
+        rows.append({"params": n, "tokens": d, "lr_best": best, "at_edge": edge})
     best = pd.DataFrame(rows)
-    if len(best) < 2:
-        raise AnalysisError(f"LR rule needs the LR grid at >= 2 sizes, got {len(best)}")
-    log_n, log_lr = np.log(best.params.to_numpy()), np.log(best.lr_best.to_numpy())
+    if best["params"].nunique() < 2:
+        raise AnalysisError(f"LR rule needs the LR grid at >= 2 sizes, got {best['params'].nunique()}")
+    with_d = len(by) > 1
+    interior = best[~best.at_edge]
+    use = interior if len(interior) >= 3 + with_d else best
+    if best.at_edge.any():
+        notes.append("the rule leaves the edge points out" if len(use) < len(best) else
+                     "too few grids with an interior best LR: the rule uses the edge points too")
+    log_n, log_lr = np.log(use.params.to_numpy()), np.log(use.lr_best.to_numpy())
     n_ref = float(np.exp(log_n.mean()))
-    g, c = np.polyfit(log_n - np.log(n_ref), log_lr, 1)
-    return LrRule(float(np.exp(c)), n_ref, float(g), best, notes)
+    cols = [np.ones(len(use)), log_n - np.log(n_ref)]
+    d_ref = 1.0
+    if with_d:
+        log_d = np.log(use.tokens.to_numpy())
+        d_ref = float(np.exp(log_d.mean()))
+        cols.append(log_d - np.log(d_ref))
+    coef = np.linalg.lstsq(np.stack(cols, axis=1), log_lr, rcond=None)[0]
+    return LrRule(float(np.exp(coef[0])), n_ref, float(coef[1]), best, notes, d_ref,
+                  float(coef[2]) if with_d else 0.0)
 
 
 # ---- 2. laws, each refittable on a subset --------------------------------------------------------------

@@ -134,11 +134,13 @@ def markdown(r: dict) -> str:
             p = r["laws"].get(law, {}).get("params", {})
             if "alpha" in p:
                 lines.append(f"| {law} | {_num(p['alpha'])} | {_num(p['beta'])} |")
+    d_term = f" × (D / {rule['d_ref']:.3g})^{rule['tokens_exponent']:.3f}" if rule.get("tokens_exponent") else ""
     lines += ["", "## Learning-rate rule", "",
-              f"lr = {rule['lr_ref']:.4g} × (N / {rule['n_ref']:,.0f})^{rule['exponent']:.3f}, from the best LR of "
-              "each size on the grid at the smallest fit budget (vertex of a parabola in log LR):", "",
-              "| N | best LR | at grid edge |", "|---|---|---|"]
-    lines += [f"| {b['params']:,.0f} | {b['lr_best']:.4g} | {b['at_edge']} |" for b in rule["best"]]
+              f"lr = {rule['lr_ref']:.4g} × (N / {rule['n_ref']:,.0f})^{rule['exponent']:.3f}{d_term}, from the best LR "
+              "of each size (and run length) on the LR grid (vertex of a parabola in log LR):", "",
+              "| N | D | best LR | at grid edge |", "|---|---|---|---|"]
+    lines += [f"| {b['params']:,.0f} | {_num(b.get('tokens'))} | {b['lr_best']:.4g} | {b['at_edge']} |"
+              for b in rule["best"]]
     lines += [f"- warning: {w}" for w in rule["warnings"]]
     for fig in r.get("figures", []):
         if fig.endswith(".png"):

@@ -10,7 +10,7 @@ tuned on instance 0 and must hold on the others.
 
 Steps, in order (`step=all`, the default, runs each that is not done; `step=NAME` runs one), each a multirun
 of `sweeps/forecast.yaml` into `<out_dir>/<study>/` (`forecast`, or `forecast_<task>`; `_s<K>` for task_seed=K):
-  lr        the LR grid at the smallest fit budget -> lr_rule.json (written once, before the ladder trains)
+  lr        the LR grid at the smallest fit budgets -> lr_rule.json, lr*(N, D) (written once, before the ladder)
   ladder    the fit budgets x sizes with the rule's LR
   noise     a second seed of the two smallest budgets (the seed spread)
   register  fit the laws on the ladder only -> forecast.json, never rewritten once a target run exists
@@ -101,7 +101,8 @@ class Forecast:
 
         rule = fit_lr_rule(self.runs("lr"))
         write_atomic(self.rule_file, json.dumps(rule.to_dict(), indent=2) + "\n")
-        print(f"forecast: LR rule lr = {rule.lr_ref:.3g} * (N / {rule.n_ref:,.0f})^{rule.exponent:.3f}", flush=True)
+        print(f"forecast: LR rule lr = {rule.lr_ref:.3g} * (N / {rule.n_ref:,.0f})^{rule.exponent:.3f}"
+              f" * (D / {rule.d_ref:.3g})^{rule.tokens_exponent:.3f}", flush=True)
         for note in rule.warnings:
             print(f"warning: {note}", file=sys.stderr)
 
@@ -109,8 +110,11 @@ class Forecast:
         if not self.rule_file.exists():
             fail("step", "ladder", f"no LR rule yet ({self.rule_file}): run step=lr first")
         r = json.loads(self.rule_file.read_text())
-        return [f"optim.lr={r['lr_ref']:.6g}", f"optim.lr_ref_params={round(r['n_ref'])}",
+        size = [f"optim.lr={r['lr_ref']:.6g}", f"optim.lr_ref_params={round(r['n_ref'])}",
                 f"optim.lr_exponent={r['exponent']:.6g}"]
+        if not r.get("tokens_exponent"):  # a rule of N alone (the LR grid at one budget): run ids as before
+            return size
+        return [*size, f"optim.lr_ref_tokens={r['d_ref']:.6g}", f"optim.lr_tokens_exponent={r['tokens_exponent']:.6g}"]
 
     def ladder(self) -> None:
         self.multirun("ladder", *self.rule_overrides())

@@ -10,6 +10,9 @@ from harness.config import NON_IDENTITY_KEYS, resolved
 from harness.data import data_identity
 
 
+ADDED_LATER = (("trainer", "compile", False), ("optim", "lr_tokens_exponent", 0.0), ("optim", "lr_ref_tokens", None))
+
+
 def run_id(cfg: DictConfig) -> str:
     """Hash of what a run computes: the resolved config minus output paths and labels, plus the content
     hash of the files the run reads (a text corpus), so changing a corpus gives a new run."""
@@ -23,8 +26,9 @@ def run_id(cfg: DictConfig) -> str:
         for parent in parents:
             node = node.get(parent) or {}
         node.pop(leaf, None)
-    if not data.get("trainer", {}).get("compile", True):  # added later: runs recorded before keep their ids
-        data["trainer"].pop("compile")
+    for group, key, default in ADDED_LATER:  # at their defaults, runs recorded before the keys existed keep their ids
+        if group in data and key in data[group] and data[group][key] == default:
+            data[group].pop(key)
     content = data_identity(cfg.data)
     if content:
         data["data_content"] = content

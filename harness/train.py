@@ -181,6 +181,8 @@ def check_training(cfg: DictConfig) -> Settings:
         fail("optim.momentum", ocfg.momentum, "must be in [0, 1)")
     if float(ocfg.lr_exponent) != 0:
         positive("optim.lr_ref_params", ocfg.lr_ref_params)
+    if float(ocfg.get("lr_tokens_exponent", 0.0)) != 0:
+        positive("optim.lr_ref_tokens", ocfg.lr_ref_tokens, integer=False)
     fraction = ocfg.warmup_fraction
     if fraction is not None and not 0 <= float(fraction) < 1:
         fail("optim.warmup_fraction", fraction, "must be in [0, 1)")
@@ -204,18 +206,23 @@ def _fraction(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
 
 
-def peak_lr(cfg: DictConfig, n_params: int) -> float:
-    """The LR after warmup: optim.lr * (N / optim.lr_ref_params)^optim.lr_exponent (exponent 0: optim.lr).
+def peak_lr(cfg: DictConfig, n_params: int, tokens: float) -> float:
+    """The LR after warmup: optim.lr * (N / lr_ref_params)^lr_exponent * (D / lr_ref_tokens)^lr_tokens_exponent,
+    N the trainable parameters and D the tokens the run will read (an exponent of 0 drops its factor).
 
-    A size rule stated in the config, so a ladder and the larger runs it predicts share one rule.
+    A rule of the run's size and length stated in the config, so a ladder and the larger runs it predicts share it.
     """
-    exponent = float(cfg.lr_exponent)
-    return float(cfg.lr) * ((n_params / float(cfg.lr_ref_params)) ** exponent if exponent else 1.0)
+    lr, exponent, d_exponent = float(cfg.lr), float(cfg.lr_exponent), float(cfg.get("lr_tokens_exponent", 0.0))
+    if exponent:
+        lr *= (n_params / float(cfg.lr_ref_params)) ** exponent
+    if d_exponent:
+        lr *= (tokens / float(cfg.lr_ref_tokens)) ** d_exponent
+    return lr
 
 
-def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD with momentum, from a config checked by `check_training`."""
-    lr = peak_lr(cfg, sum(p.numel() for p in model.parameters() if p.requires_grad))
+def make_optimizer(model: nn.Module, cfg: DictConfig, tokens: float) -> torch.optim.Optimizer:
+    """AdamW or SGD with momentum, from a config checked by `check_training`, for a run of `tokens` tokens."""
+    lr = peak_lr(cfg, sum(p.numel() for p in model.parameters() if p.requires_grad), tokens)
     if cfg.name == "adamw":
         # fused: one kernel per step on CUDA instead of a dozen per parameter group (issue 21's MFU)
         fused = next(model.parameters()).is_cuda
@@ -289,7 +296,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     tcfg, checked = cfg.trainer, check_training(cfg)
     accum, micro = checked.accum, checked.micro_batch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked.precision == "bf16")
-    opt = make_optimizer(model, cfg.optim)
+    opt = make_optimizer(model, cfg.optim, steps * micro * accum * world.size * data.spec.tokens_per_example)
     factor, base_lr = lr_schedule(cfg.optim, steps), opt.param_groups[0]["lr"]
     lossf = loss_fn(data.spec.loss)
     sampler = data.sampler(seed)  # batch order: same seed, same batches

@@ -74,7 +74,33 @@ def test_lr_rule_recovers_the_exponent_and_warns_at_the_grid_edge():
     assert rule.lr(4e4) == pytest.approx(4e-3, rel=0.05)
     assert not rule.warnings
     edge = fit_lr_rule(pd.DataFrame([r for r in rows if r["optim.lr"] >= 4e-3]))  # 1.6e5's best (2e-3) now off-grid
-    assert any("low edge" in w for w in edge.warnings)
+    assert any("N=160,000 is at the grid's edge (0.004)" in w for w in edge.warnings)
+
+
+def test_a_run_trains_at_the_rule_of_its_size_and_length():
+    from harness.train import peak_lr
+
+    cfg = compose(["optim.lr=1e-2", "optim.lr_exponent=-0.5", "optim.lr_ref_params=1000",
+                   "optim.lr_tokens_exponent=-0.25", "optim.lr_ref_tokens=1e6"]).optim
+    assert peak_lr(cfg, 4000, 16e6) == pytest.approx(1e-2 * 0.5 * 0.5)
+    assert peak_lr(compose([]).optim, 4000, 16e6) == float(compose([]).optim.lr)  # no rule: optim.lr
+
+
+def test_lr_rule_in_size_and_length_recovers_both_exponents_and_leaves_edges_out():
+    rows = []
+    for c, n, lr in itertools.product([1e12, 4e12], [1e4, 4e4, 1.6e5], [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2]):
+        d = c / (6 * n)
+        best = 4e-3 * (n / 4e4) ** -0.5 * (d / 1e7) ** -0.3
+        rows.append({"budget": c, "size_mult": n, "params": n, "tokens": d, "optim.lr": lr, "status": "ok",
+                     "val_loss": 3 + 0.1 * math.log(lr / best) ** 2})
+    rule = fit_lr_rule(pd.DataFrame(rows))
+    assert rule.exponent == pytest.approx(-0.5, abs=0.03) and rule.tokens_exponent == pytest.approx(-0.3, abs=0.03)
+    assert rule.lr(4e4, 1e7) == pytest.approx(4e-3, rel=0.05)
+    assert "optim.lr_tokens_exponent" in " ".join(rule.overrides())
+    # the smallest model at the short budget wants 1.6e-2 * ... > the grid's top: that grid is left out
+    top = fit_lr_rule(pd.DataFrame([r for r in rows if r["optim.lr"] <= 8e-3]))
+    assert top.best.at_edge.any() and "leaves the edge points out" in top.warnings[-1]
+    assert top.exponent == pytest.approx(-0.5, abs=0.05)
 
 
 def test_window_floor_is_the_bayes_loss_of_a_window():
