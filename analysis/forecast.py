@@ -6,8 +6,10 @@ Recipe (the `forecast` study; analysis/forecast_study.py runs it):
    edge, with a warning, left out of the fit when enough remain); log lr* = log lr_ref + g log(N / N_ref) +
    h log(D / D_ref) by least squares, N_ref and D_ref the geometric means (DeepSeek 2024, Porian et al. 2024:
    the best LR moves with the run's length, so a rule of N alone fitted at one budget extrapolates badly).
-2. Laws, fitted on the ladder's runs only (N = all parameters, D = tokens, C = 6 N D, loss = val_loss):
+2. Laws, fitted on the ladder's runs only (N = parameters, see 4; D = tokens, C = 6 N D, loss = val_loss):
    - approach3: L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann's recipe: analysis/chinchilla.py);
+   - approach3_floor, with a known floor F: L - F = A/N^alpha + B/D^beta, beside the free fit, never instead
+     (recovering the floor is part of the test);
    - no_offset: L(N, D) = A/N^alpha + B/D^beta (the Kaplan-style form without an irreducible loss);
    - frontier:  L(C) = E + a C^-b through the IsoFLOP minima (one per fit budget);
    - approach2: L(C) = a C^-b through the same minima (log-linear, no offset).
@@ -20,8 +22,6 @@ Recipe (the `forecast` study; analysis/forecast_study.py runs it):
 4. Sensitivity. Each law refitted with one fit budget left out; the spread of its forecast is reported. The
    same spread of approach 3, with N counted as all parameters and as non-embedding ones, picks the count the
    laws use (`pick_param_count`), on the ladder alone, before any target trains.
-   With a known floor F, approach3_floor fits L - F = A/N^alpha + B/D^beta beside the free fit (recovering
-   the floor is part of the test, so the free fit is never replaced).
 5. Scoring. rel_error = predicted / measured - 1; with a known floor F (markov: the best loss reachable
    from a window; facts: the noise entropy; `loss_floor`), reducible_rel_error = (predicted - F) / (measured - F) - 1.
    A target is a valid test only if its N is within the ladder's support and it beats the best cheaper ladder
