@@ -5,7 +5,9 @@ Recipe (the `forecast` study; analysis/forecast_study.py runs it):
    per size and budget is the vertex of a parabola in log LR through the grid (the grid point itself at an
    edge, with a warning, left out of the fit when enough remain); log lr* = log lr_ref + g log(N / N_ref) +
    h log(D / D_ref) by least squares, N_ref and D_ref the geometric means (DeepSeek 2024, Porian et al. 2024:
-   the best LR moves with the run's length, so a rule of N alone fitted at one budget extrapolates badly).
+   the best LR moves with the run's length, so a rule of N alone fitted at one budget extrapolates badly);
+   h > 0 (a longer run wanting a higher LR: grid noise, which sent two 10x targets to LRs that lost to the
+   ladder) falls back to the rule of N alone, fitted on both budgets' grids.
 2. Laws, fitted on the ladder's runs only (N = parameters, see 4; D = tokens, C = 6 N D, loss = val_loss):
    - approach3: L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann's recipe: analysis/chinchilla.py);
    - approach3_floor, with a known floor F: L - F = A/N^alpha + B/D^beta, beside the free fit, never instead
@@ -131,6 +133,11 @@ def fit_lr_rule(runs: pd.DataFrame, lr: str = "optim.lr", size: str = "size_mult
         d_ref = float(np.exp(log_d.mean()))
         cols.append(log_d - np.log(d_ref))
     coef = np.linalg.lstsq(np.stack(cols, axis=1), log_lr, rcond=None)[0]
+    if with_d and coef[2] > 0:  # longer runs wanting a higher LR is grid noise (it blew up 10x targets): drop D
+        notes.append(f"the best LR rose with the run's length (D exponent {coef[2]:+.2f}): grid noise, not a law; "
+                     "the rule uses N alone")
+        coef = np.linalg.lstsq(np.stack(cols[:2], axis=1), log_lr, rcond=None)[0]
+        with_d, d_ref = False, 1.0
     return LrRule(float(np.exp(coef[0])), n_ref, float(coef[1]), best, notes, d_ref,
                   float(coef[2]) if with_d else 0.0)
 

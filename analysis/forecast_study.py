@@ -101,8 +101,9 @@ class Forecast:
 
         rule = fit_lr_rule(self.runs("lr"))
         write_atomic(self.rule_file, json.dumps(rule.to_dict(), indent=2) + "\n")
-        print(f"forecast: LR rule lr = {rule.lr_ref:.3g} * (N / {rule.n_ref:,.0f})^{rule.exponent:.3f}"
-              f" * (D / {rule.d_ref:.3g})^{rule.tokens_exponent:.3f}", flush=True)
+        d_term = f" * (D / {rule.d_ref:.3g})^{rule.tokens_exponent:.3f}" if rule.tokens_exponent else ""
+        print(f"forecast: LR rule lr = {rule.lr_ref:.3g} * (N / {rule.n_ref:,.0f})^{rule.exponent:.3f}{d_term}",
+              flush=True)
         for note in rule.warnings:
             print(f"warning: {note}", file=sys.stderr)
 

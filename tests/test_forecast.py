@@ -101,6 +101,10 @@ def test_lr_rule_in_size_and_length_recovers_both_exponents_and_leaves_edges_out
     top = fit_lr_rule(pd.DataFrame([r for r in rows if r["optim.lr"] <= 8e-3]))
     assert top.best.at_edge.any() and "leaves the edge points out" in top.warnings[-1]
     assert top.exponent == pytest.approx(-0.5, abs=0.05)
+    rising = fit_lr_rule(pd.DataFrame([{**r, "val_loss": 3 + 0.1 * math.log(r["optim.lr"] / (4e-3 * (r["params"] / 4e4) ** -0.5
+                                                                                 * (r["tokens"] / 1e7) ** 0.4)) ** 2}
+                                       for r in rows]))
+    assert rising.tokens_exponent == 0 and "rose with the run's length" in rising.warnings[-1]
 
 
 def test_window_floor_is_the_bayes_loss_of_a_window():

@@ -616,7 +616,7 @@ def test_ctrl_c_during_harness_analyze_is_one_line(tmp_path):
     d = [1e8] * 6 + [1e9] * 6
     path = tmp_path / "points.csv"
     path.write_text("N,D,loss\n" + "".join(f"{a},{b},{2 + 400 / a ** 0.34 + 400 / b ** 0.28}\n" for a, b in zip(n, d)))
-    proc = subprocess.Popen([sys.executable, "-m", "analysis.cli", "chinchilla", str(path), "--bootstrap", "100000"],
+    proc = subprocess.Popen([sys.executable, "-m", "analysis.cli", "chinchilla", str(path), "bootstrap=100000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6)  # imported and fitting
     proc.send_signal(signal.SIGINT)

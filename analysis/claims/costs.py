@@ -107,7 +107,7 @@ def rule_utilisation_cost(m: dict[str, Any]) -> Verdict:
 def measure_diminishing_returns(lab: Lab) -> tuple[dict[str, Any], Path]:
     from analysis.chinchilla import HOFFMANN, fit_chinchilla
     from analysis.columns import roles
-    from analysis.cost import gamma
+    from analysis.laws import frontier_exponent as gamma
 
     table = lab.ok("isoflop")
     r = roles(table)
