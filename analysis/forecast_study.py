@@ -29,7 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness import children
-from harness.config import EXIT_BAD_INPUT, ConfigError, choose, compose, exit_bad_input, fail, non_negative, positive
+from harness.config import (EXIT_BAD_INPUT, ConfigError, choose, compose, exit_bad_input, fail, key_values, non_negative,
+                            positive)
 from harness.results import RESULT, write_atomic
 
 TASKS = ("markov", "facts", "pycode")  # markov: the scale's Zipf chain (sweeps/forecast.yaml grid.<scale>.task)
@@ -215,16 +216,9 @@ def _known(table: pd.DataFrame, column: str) -> float | None:
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
     """This command's own key=value arguments, and the overrides passed on to every stage."""
-    own = {"scale": "smoke", "task": "markov", "task_seed": "0", "out_dir": "runs", "step": "all", "bootstrap": "200"}
-    extra = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            fail("argument", arg, "expected key=value")
-        if key in OWN_KEYS:
-            own[key] = value
-        else:
-            extra.append(arg)
+    given, extra = key_values(argv, OWN_KEYS, passthrough=True)
+    own = {"scale": "smoke", "task": "markov", "task_seed": "0", "out_dir": "runs", "step": "all", "bootstrap": "200",
+           **given}
     choose("scale", own["scale"], ["smoke", "cpu", "gpu"])
     choose("task", own["task"], TASKS)
     choose("step", own["step"], ("all", *STEPS))

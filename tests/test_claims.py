@@ -241,7 +241,7 @@ def _claims(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("arg, key", [("scale=huge", "scale=huge"), ("claim=nope", "claim=nope"),
-                                      ("nokey", "argument=nokey")])
+                                      ("nokey", "nokey=: expected key=value")])
 def test_bad_input_is_one_line_exit_2(arg, key):
     p = _claims(arg)
     assert p.returncode == 2 and p.stderr.startswith(f"error: {key}") and len(p.stderr.splitlines()) == 1

@@ -11,22 +11,15 @@ from __future__ import annotations
 import sys
 
 from analysis.claims.claim import ORDER
-from harness.config import ConfigError, choose, exit_bad_input, fail
+from harness.config import ConfigError, choose, exit_bad_input, key_values
 
 OWN_KEYS = ("scale", "claim", "out_dir")
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     """This command's own key=value arguments, and the overrides passed on to every study."""
-    own, extra = {"scale": "smoke", "claim": "all", "out_dir": "runs"}, []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            fail("argument", arg, "expected key=value")
-        if key in OWN_KEYS:
-            own[key] = value
-        else:
-            extra.append(arg)
+    given, extra = key_values(argv, OWN_KEYS, passthrough=True)
+    own = {"scale": "smoke", "claim": "all", "out_dir": "runs", **given}
     choose("scale", own["scale"], ["smoke", "cpu", "gpu"])
     choose("claim", own["claim"], ["all", *ORDER])
     return own, extra
