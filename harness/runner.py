@@ -248,7 +248,7 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
             return RunResult("ok", None, {}, pd.DataFrame(outcome.history), run_dir, rid)
         found = _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall, world.size)
         found.update(**peak, **comm, mem_kind=memory.kind, checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s,
-                     resumed_from_step=ckpt.resumed_from)
+                     resumed_from_step=ckpt.resumed_from, trunk_step=outcome.trunk_step)
         if world.size > 1:
             found["scaling_efficiency"] = D.scaling_efficiency(run_dir.parent, record["config"], found["tokens_per_s"])
         ckpt.remove()
