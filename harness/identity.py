@@ -11,7 +11,8 @@ from harness.data import data_identity
 
 
 ADDED_LATER = (("trainer", "compile", False), ("optim", "lr_tokens_exponent", 0.0), ("optim", "lr_ref_tokens", None),
-               ("optim", "decay_fraction", 0.2), ("trainer", "branch", False))
+               ("optim", "decay_fraction", 0.2), ("trainer", "branch", False), ("data", "max_shift", None),
+               ("data", "eval_shift", 0))
 
 
 def run_id(cfg: DictConfig) -> str:

@@ -33,6 +33,8 @@ HISTORY = {
                    "(exact cross-entropy against the true next-token law where the task knows it)"),
     "val_loss_sampled": _m("nats", "harness.train.evaluate", "val/loss_sampled",
                            "held-out loss of the drawn tokens, where val_loss is exact (else null)"),
+    "val_accuracy": _m("1", "harness.train.evaluate", "val/accuracy", "share of scored held-out targets whose "
+                       "most likely class or token is right (cross-entropy tasks; else null)"),
     "lr": _m("1", LOOP, "train/lr", "learning rate of the step"),
     "grad_norm": _m("1", LOOP, "train/grad_norm", "gradient norm before clipping (null without clipping)"),
     "step_time_s": _m("s", LOOP, "perf/step_time_s", "wall time of the step, device synchronised"),
@@ -64,6 +66,11 @@ SUMMARY = {
                    "held-out loss at the end (exact against the true law where the task knows it)"),
     "val_loss_sampled": _m("nats", "harness.train.evaluate", "final/val_loss_sampled",
                            "held-out loss of the drawn tokens at the end, where val_loss is exact (else null)"),
+    "val_accuracy": _m("1", "harness.train.evaluate", "final/val_accuracy", "share of scored held-out targets "
+                       "whose most likely class or token is right, at the end (cross-entropy tasks; else null)"),
+    "val_accuracy_shifted": _m("1", "harness.train.evaluate", "final/val_accuracy_shifted",
+                               "images with data.eval_shift: val_accuracy on the validation images moved that many "
+                               "pixels (else null)"),
     "lr_peak": _m("1", LOOP, "final/lr_peak", "peak learning rate (after the LR rule)"),
     "diverged_step": _m("count", LOOP, "final/diverged_step", "step at which the divergence rule fired"),
     "entropy_rate": _m("nats", f"{DATA}.markov", "data/entropy_rate",

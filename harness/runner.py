@@ -307,6 +307,7 @@ def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_exampl
         timing["compile_s"] = M.compile_overhead(outcome.step_times, warmup, timing["step_time_s"])
     used = M.totals(outcome.steps, batch, tpe, flops_per_example, outcome.step_times, outcome.data_time_s)
     found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "val_loss_sampled": outcome.val_loss_sampled,
+             "val_accuracy": outcome.val_accuracy, "val_accuracy_shifted": outcome.val_accuracy_shifted,
              "steps": outcome.steps, **used,
              "wall_s": wall, "epochs": epochs(used["tokens"], data), "lr_peak": outcome.lr_peak, **timing,
              **M.throughput(timing["step_time_s"], batch, tpe, used["flops_per_step"], peak)}

@@ -7,7 +7,7 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +99,8 @@ class TrainOutcome:
     train_loss: float = float("nan")
     val_loss: float = float("nan")
     val_loss_sampled: float | None = None  # the drawn tokens' loss, where val_loss is exact (data.truth)
+    val_accuracy: float | None = None      # ce tasks
+    val_accuracy_shifted: float | None = None  # images with data.eval_shift: on the shifted validation images
     lr_peak: float = float("nan")  # the LR after warmup (optim.lr, scaled by the size rule if one is set)
     trunk_step: int | None = None  # trainer.branch: the shared trunk's step this run started from (None: step 0)
 
@@ -282,16 +284,25 @@ def loss_fn(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     return lambda out, y: F.cross_entropy(out.float().reshape(-1, out.size(-1)), y.reshape(-1))
 
 
+class Evaluation(NamedTuple):
+    """What one pass over the fixed validation examples measures."""
+
+    loss: float
+    loss_sampled: float | None = None   # the drawn tokens' loss, where `loss` is exact (data.truth)
+    accuracy: float | None = None       # share of scored targets whose argmax is right (ce tasks; None for mse)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, autocast) -> tuple[float, float | None]:
-    """(val_loss, val_loss_sampled) over the fixed first `n_examples` validation examples, per scored target.
+def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, autocast) -> Evaluation:
+    """val_loss, val_loss_sampled and val_accuracy over the fixed first `n_examples` validation examples, per
+    scored target (recall: its one answer; images: the class).
 
     Where the source's next-token law p is known (`data.truth`), val_loss is the cross-entropy against it,
     -sum_v p_v log q_v, which has the sampled loss's expectation without the noise of the drawn tokens, and
     val_loss_sampled is the drawn tokens' loss; elsewhere val_loss is the drawn targets' loss and the second None.
     """
     model.eval()
-    lossf, sampled, exact, count = loss_fn(data.spec.loss), 0.0, 0.0, 0
+    lossf, sampled, exact, right, count = loss_fn(data.spec.loss), 0.0, 0.0, 0, 0
     for x, y in data.val_batches(n_examples, batch_size):
         with autocast:
             out = model(x)
@@ -301,13 +312,15 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
         logq = F.log_softmax(out.float(), -1)
         scored = y != IGNORE
         sampled += -logq.gather(-1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)[scored].sum().item()
+        right += int((logq.argmax(-1) == y)[scored].sum())
         if data.truth is not None:
             exact += -(data.truth(x) * logq).sum(-1)[scored].sum().item()
         count += int(scored.sum())
     model.train()
+    accuracy = right / count if data.spec.loss == "ce" else None
     if data.truth is not None:
-        return exact / count, sampled / count
-    return sampled / count, None
+        return Evaluation(exact / count, sampled / count, accuracy)
+    return Evaluation(sampled / count, None, accuracy)
 
 
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
@@ -340,7 +353,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         if trunk is not None and loop is None and (loop := trunk.restore(model, opt, sampler, branch_at)):
             state = loop.pop("divergence", None)
             out = TrainOutcome(**{**loop, "trunk_step": loop["steps"]})
-        check = DivergenceCheck(**state) if state else DivergenceCheck(evaluate(model, data, eval_n, micro, autocast)[0])
+        check = DivergenceCheck(**state) if state else DivergenceCheck(evaluate(model, data, eval_n, micro, autocast).loss)
         net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
         model.train()
         # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
@@ -366,21 +379,24 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
             loss_value = float(mean(loss_sum, world))  # syncs the device: the step is done when the clock stops
             sync(device)
             dt = time.perf_counter() - t0
-            why = check.train(loss_value, lambda: evaluate(model, data, eval_n, micro, autocast)[0])
+            why = check.train(loss_value, lambda: evaluate(model, data, eval_n, micro, autocast).loss)
             if why:
                 raise Diverged(step + 1, why, out.history)
             out.step_times.append(dt)
             out.data_time_s += data_s
             out.steps, out.train_loss = step + 1, loss_value
             last = step == steps - 1
-            val, val_sampled = (evaluate(model, data, eval_n, micro, autocast)
-                                if last or (eval_every and (step + 1) % eval_every == 0) else (None, None))
-            if last and (why := check.final(val)):
+            val = (evaluate(model, data, eval_n, micro, autocast)
+                   if last or (eval_every and (step + 1) % eval_every == 0) else None)
+            if last and (why := check.final(val.loss)):
                 raise Diverged(step + 1, why, out.history)
             if val is not None:
-                out.val_loss, out.val_loss_sampled = val, val_sampled
+                out.val_loss, out.val_loss_sampled, out.val_accuracy = val
+            if last and (shifted := data.shifted()) is not None:
+                out.val_accuracy_shifted = evaluate(model, shifted, eval_n, micro, autocast).accuracy
             if last or step % log_every == 0 or val is not None:
-                row = {"step": step + 1, "train_loss": loss_value, "val_loss": val, "val_loss_sampled": val_sampled,
+                row = {"step": step + 1, "train_loss": loss_value, "val_loss": val and val.loss,
+                       "val_loss_sampled": val and val.loss_sampled, "val_accuracy": val and val.accuracy,
                        "lr": base_lr * factor(step),
                        "step_time_s": dt, "data_time_s": data_s,
                        "grad_norm": float(grad_norm) if grad_norm is not None else None}

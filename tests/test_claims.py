@@ -61,22 +61,25 @@ def test_depth_rule_and_paired_gain():
 def test_cnn_sharing_rule_and_interpolation():
     import pandas as pd
 
-    rows = pd.DataFrame({"params": [1e3, 1e4], "val_loss": [2.0, 1.0]})
-    assert nets.params_to_reach(rows, 1.5) == pytest.approx(10 ** 3.5)
-    assert math.isnan(nets.params_to_reach(rows, 0.5))
-    m = {"target_loss": 1.0, "params_needed": {"mlp": 3e4, "cnn": 2e3}}
+    rows = pd.DataFrame({"params": [1e3, 1e4], "val_accuracy": [0.4, 0.8]})
+    assert nets.params_to_reach(rows, 0.6) == pytest.approx(10 ** 3.5)
+    assert math.isnan(nets.params_to_reach(rows, 0.9))
+    m = {"target_accuracy": 0.8, "params_needed": {"mlp": 3e4, "cnn": 2e3}, "eval_shift": 3,
+         "accuracy_in_place": {"mlp": 0.95, "cnn": 0.95}, "accuracy_shifted": {"mlp": 0.3, "cnn": 0.9}}
     assert verdict(nets.rule_cnn_sharing, m) == "holds"
-    m["params_needed"] = {"mlp": 1e3, "cnn": 2e3}
-    assert verdict(nets.rule_cnn_sharing, m) == "does not hold"
+    fails = {**m, "params_needed": {"mlp": 1e3, "cnn": 2e3}, "accuracy_shifted": {"mlp": 0.9, "cnn": 0.85}}
+    assert verdict(nets.rule_cnn_sharing, fails) == "does not hold"
+    assert verdict(nets.rule_cnn_sharing, {**m, "accuracy_shifted": {"mlp": 0.9, "cnn": 0.9}}) == "holds with a correction"
+    assert verdict(nets.rule_cnn_sharing, {**m, "accuracy_shifted": {"mlp": None, "cnn": 0.9}}) == "inconclusive"
 
 
 def _recall(rnn: dict, lstm: dict, transformer: dict) -> dict:
-    return {"chance_loss": 2.0, "loss": {"rnn": rnn, "lstm": lstm, "gru": lstm, "transformer": transformer},
+    return {"chance_accuracy": 0.125, "accuracy": {"rnn": rnn, "lstm": lstm, "gru": lstm, "transformer": transformer},
             "rnn_gradient_decay_per_step": 0.5}
 
 
 def test_long_range_rule():
-    solved, fails = 0.1, 2.0
+    solved, fails = 0.95, 0.13
     holds = _recall({5: solved, 200: fails}, {5: solved, 200: solved}, {5: solved, 200: solved})
     assert verdict(sequences.rule_long_range, holds) == "holds"
     rnn_too = _recall({5: solved, 200: solved}, {5: solved, 200: solved}, {5: solved, 200: solved})
@@ -232,6 +235,31 @@ def test_recall_task_scores_only_the_answer():
     x, y = data.take_train(data.sampler(0).perm[:4])
     assert x.shape == (4, 21) and (y[:, -1] == x[:, 0]).all() and (y[:, :-1] == IGNORE).all()
     assert data.spec.seq_len == 21 and len(next(data.val_batches(8, 8))[0]) == 8
+
+
+def test_accuracy_scores_only_the_answer_and_shifted_images_move_the_texture():
+    import torch
+    from omegaconf import OmegaConf
+
+    from harness.data import build_data
+    from harness.train import evaluate
+
+    recall = build_data(OmegaConf.load(ROOT / "conf" / "data" / "recall.yaml"), 0)
+
+    class Oracle(torch.nn.Module):  # right at the answer, wrong everywhere else (which is not scored)
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x[:, :1].expand_as(x), 9).float() * 10
+
+    off = torch.autocast("cpu", enabled=False)
+    assert evaluate(Oracle(), recall, 64, 16, off).accuracy == 1.0
+    cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "data" / "images.yaml"),
+                          {"train_samples": 100, "val_samples": 40, "noise": 0, "max_shift": 0, "eval_shift": 3})
+    images = build_data(cfg, 0)
+    x, y = images.train
+    assert torch.allclose(x, x[torch.argmax((y[:, None] == y[None]).int(), 1)])  # in place: one image per class
+    moved = images.shifted().val[0]
+    assert torch.equal(moved, torch.roll(images.val[0], (3, 3), dims=(2, 3))) and not torch.allclose(moved, images.val[0])
+    assert build_data(OmegaConf.load(ROOT / "conf" / "data" / "images.yaml"), 0).shifted() is None
 
 
 def _claims(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -61,3 +61,14 @@ def test_batches_are_next_token_windows():
     x, y = d.sampler(0).next(4)
     assert x.shape == y.shape == (4, 16)
     assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_images_shift_keys_at_their_defaults_keep_the_run_ids_recorded_before_them():
+    from omegaconf import OmegaConf
+
+    from harness.identity import run_id
+
+    cfg = compose(["model=cnn"])
+    before = OmegaConf.create(OmegaConf.to_container(cfg))
+    del before.data["max_shift"], before.data["eval_shift"]
+    assert run_id(cfg) == run_id(before) != run_id(compose(["model=cnn", "data.max_shift=0"]))

@@ -70,7 +70,7 @@ def test_exact_and_sampled_losses_agree_in_expectation_and_exact_has_less_spread
         val = sample_chain(chain, 4097, np.random.default_rng(s))
         d = Dataset(DataSpec(kind="tokens", loss="ce", n_outputs=16, seq_len=32), (val, val), (val, val),
                     truth=lambda x: probs[x])
-        e, smp = evaluate(model, d, 128, 32, torch.autocast("cpu", enabled=False))
+        e, smp, _ = evaluate(model, d, 128, 32, torch.autocast("cpu", enabled=False))
         exact.append(e)
         sampled.append(smp)
     exact, sampled = np.array(exact), np.array(sampled)

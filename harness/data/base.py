@@ -81,9 +81,11 @@ class Dataset:
 
     def __init__(self, spec: DataSpec, train: tuple[torch.Tensor, torch.Tensor],
                  val: tuple[torch.Tensor, torch.Tensor], stream: StreamSource | None = None,
-                 truth: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 truth: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 val_shifted: tuple[torch.Tensor, torch.Tensor] | None = None):
         self.spec, self.train, self.val, self.stream = spec, train, val, stream
         self.truth = truth  # inputs (B, T) -> the source's true next-token law (B, T, V), where it is known
+        self.val_shifted = val_shifted  # images with data.eval_shift: the validation images moved that far
         self.device = torch.device("cpu")
         self._check_sizes()
 
@@ -108,10 +110,20 @@ class Dataset:
 
     def to(self, device: torch.device) -> "Dataset":
         """A copy on the training device (moved once, so batches need no host copy); self is unchanged."""
+        shifted = tuple(t.to(device) for t in self.val_shifted) if self.val_shifted is not None else None
         moved = Dataset(self.spec, tuple(t.to(device) for t in self.train), tuple(t.to(device) for t in self.val),
-                        self.stream, self.truth)
+                        self.stream, self.truth, shifted)
         moved.device = device
         return moved
+
+    def shifted(self) -> "Dataset | None":
+        """The task with `val_shifted` as its validation split (what val_accuracy_shifted is measured on), or None
+        where the task has no shifted split."""
+        if self.val_shifted is None:
+            return None
+        view = Dataset(self.spec, self.train, self.val_shifted)
+        view.device = self.device
+        return view
 
     def sampler(self, seed: int) -> Sampler:
         """The training batches of a run with this `seed`: same seed, same batches."""
