@@ -180,8 +180,8 @@ class Forecast:
         from harness.models import param_counts
 
         cfg = self.config("stage=target", *overrides)
-        data, model, steps = check_config(cfg)
-        return (*param_counts(model), steps * int(cfg.trainer.batch_size) * data.spec.tokens_per_example)
+        _, model, settings = check_config(cfg)
+        return (*param_counts(model), settings.tokens)
 
     def targets(self) -> None:
         if not self.forecast_file.exists():

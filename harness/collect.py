@@ -1,7 +1,9 @@
 """`harness-collect STUDY_DIR`: every run's result.json -> one tidy table (Parquet + CSV), one row per run.
 
-Columns: run_id, status, reason, the flattened config (`model.name`, `optim.lr`, ...), every metric under
-its name in `harness.metric_table` (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable or incomplete
+Columns: run_id, status, reason, the flattened config as asked (`model.name`, `optim.lr`, ...), the settings
+the run resolved and used as `settings.*` (`settings.lr_peak`: the LR it trained at, after any LR rule;
+`settings.steps`, `settings.micro_batch`, ...; `harness.settings.RunSettings`), every metric under its name in
+`harness.metric_table` (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable or incomplete
 result files (see `harness.results.check_result`) are skipped with a warning.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from harness.results import RESULT, atomic, inspect_result, write_atomic
 from harness.tracking import flatten
 
 ORDER = {name: i for i, name in enumerate(SUMMARY)}
-SHOWN = ["model.name", "model.cell", "params", "trainer.batch_size", "optim.lr", "data.seq_len", "tokens",
+SHOWN = ["model.name", "model.cell", "params", "trainer.batch_size", "settings.lr_peak", "data.seq_len", "tokens",
          "train_loss", "val_loss", "tokens_per_s", "mfu", "peak_mem_bytes", "status"]
 
 
@@ -33,6 +35,7 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
             continue
         row = {"run_id": result["run_id"], "status": result["status"], "reason": result.get("reason")}
         row.update(flatten(result.get("config") or {}))
+        row.update(flatten(result.get("settings") or {}, "settings."))
         metrics = result.get("metrics") or {}
         row.update(sorted(metrics.items(), key=lambda kv: ORDER.get(kv[0], len(ORDER))))  # the table's order
         row.update(flatten(result.get("env") or {}, "env."))

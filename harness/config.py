@@ -1,4 +1,5 @@
-"""Config flow: Hydra composes a DictConfig; `harness.build.check_config` checks it once; builders read it.
+"""Config flow: Hydra composes a DictConfig; `harness.build.check_config` checks it once and resolves the
+run's settings (`harness.settings.RunSettings`); builders read the config, the loop and the records the settings.
 
 `ConfigError` is the one exception for bad input: every command prints its one-line message and exits 2
 (`exit_bad_input`); `key_values` reads the `key=value` arguments of the commands that are not Hydra apps.

@@ -12,7 +12,6 @@ from harness.data import DataSpec
 from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
 from harness.memory import WEIGHT_BYTES, format_bytes, state_bytes
 from harness.models.layers import count_params
-from harness.train import micro_batch
 
 # Time = FLOPs / (peak x wall-clock efficiency(params)) + the study's start + a gap per run. Without finished
 # runs in the study, the cpu default is the wall-clock efficiency of transformer runs (3e3-3.2e5 parameters,
@@ -88,18 +87,17 @@ def _saved_bytes(model: torch.nn.Module, spec: DataSpec, seq_len: int, precision
 def estimate(cfg: DictConfig) -> dict:
     """FLOPs and memory of one run (per rank: its micro-batch's activations), from its config alone: the model
     on the meta device, the data's shape from its config (nothing is allocated or generated)."""
-    data, model, steps = check_config(cfg, shape_only=True)
-    batch, precision = int(cfg.trainer.batch_size), cfg.trainer.precision
+    data, model, settings = check_config(cfg, shape_only=True)
+    steps, precision = settings.steps, settings.precision
     device = "cuda" if cfg.device in ("cuda", "auto") and torch.cuda.is_available() or cfg.device == "cuda" else "cpu"
     n = count_params(model)
-    flops = model.flops_per_example() * batch * steps
+    flops = model.flops_per_example() * settings.batch_size * steps
     key = (json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True), repr(data.spec), precision)
     if key not in _ACTIVATIONS:  # a study's runs often share a model (batch_lr: one per size)
         _ACTIVATIONS[key] = activation_bytes(model, data.spec, precision)
     act = _ACTIVATIONS[key]
-    micro = micro_batch(cfg)
     state = sum(state_bytes(n, cfg.optim.name, "fp32").values())  # autocast keeps fp32 weights, grads, state
-    memory = state + (act[0] * micro + act[1] if act is not None else 0)
+    memory = state + (act[0] * settings.micro_batch + act[1] if act is not None else 0)
     return {"device": device, "params": n, "steps": steps, "flops": flops, "memory_bytes": memory,
             "activations_counted": act is not None}
 

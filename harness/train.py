@@ -19,6 +19,7 @@ from harness.distributed import World, mean, no_sync, shard, world_size, wrap
 from harness.data import Dataset
 from harness.data.base import IGNORE
 from harness.metrics import sync
+from harness.settings import RunSettings
 
 if TYPE_CHECKING:
     from harness.checkpoint import Checkpointer
@@ -97,7 +98,6 @@ class TrainOutcome:
     train_loss: float = float("nan")
     val_loss: float = float("nan")
     val_loss_sampled: float | None = None  # the drawn tokens' loss, where val_loss is exact (data.truth)
-    lr_peak: float = float("nan")  # the LR after warmup (optim.lr, scaled by the size rule if one is set)
 
 
 BUDGETS = ("max_steps", "max_tokens", "max_flops", "max_epochs")
@@ -141,26 +141,9 @@ def check_step_cap(cfg: DictConfig, steps: int) -> int:
          f"(at 1 ms per step it would take {steps * 1e-3 / 3600:.3g} hours = {years:.3g} years)")
 
 
-@dataclass
-class Settings:
-    """The checked trainer and optimizer keys the loop needs."""
-
-    micro_batch: int                   # per rank: batch_size / (world size x grad_accum)
-    accum: int
-    precision: str
-    eval_samples: int
-    compile: bool = False
-
-
-def micro_batch(cfg: DictConfig, world: int | None = None) -> int:
-    """Examples per rank per micro-step: trainer.batch_size / (world x trainer.grad_accum); `world` defaults to
-    the ranks the config asks for (dist.nproc). The one derivation: training, measuring and planning use it."""
-    world = world_size(cfg) if world is None else world
-    return int(cfg.trainer.batch_size) // (int(cfg.trainer.grad_accum) * world)
-
-
-def check_training(cfg: DictConfig) -> Settings:
-    """Check every trainer/optim key the loop reads; ConfigError names the first bad one."""
+def check_training(cfg: DictConfig) -> None:
+    """Check every trainer/optim key the loop reads; ConfigError names the first bad one
+    (`harness.settings.resolve_settings` calls it once per run)."""
     tcfg, ocfg = cfg.trainer, cfg.optim
     batch = positive("trainer.batch_size", tcfg.batch_size)
     accum = positive("trainer.grad_accum", tcfg.grad_accum)
@@ -169,7 +152,7 @@ def check_training(cfg: DictConfig) -> Settings:
     world = world_size(cfg)
     if batch % (accum * world):
         fail("trainer.batch_size", batch, f"must be divisible by dist.nproc x trainer.grad_accum = {world} x {accum}")
-    precision = choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
+    choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
     positive("optim.lr", ocfg.lr, integer=False)
@@ -197,8 +180,7 @@ def check_training(cfg: DictConfig) -> Settings:
     compiled = tcfg.get("compile", False)
     if not isinstance(compiled, bool):
         fail("trainer.compile", compiled, "must be true or false")
-    return Settings(micro_batch(cfg, world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples),
-                    compiled)
+    positive("trainer.eval_samples", tcfg.eval_samples)
 
 
 def _fraction(value: object) -> bool:
@@ -220,9 +202,8 @@ def peak_lr(cfg: DictConfig, n_params: int, tokens: float) -> float:
     return lr
 
 
-def make_optimizer(model: nn.Module, cfg: DictConfig, tokens: float) -> torch.optim.Optimizer:
-    """AdamW or SGD with momentum, from a config checked by `check_training`, for a run of `tokens` tokens."""
-    lr = peak_lr(cfg, sum(p.numel() for p in model.parameters() if p.requires_grad), tokens)
+def make_optimizer(model: nn.Module, cfg: DictConfig, lr: float) -> torch.optim.Optimizer:
+    """AdamW or SGD with momentum at peak LR `lr`, from a config checked by `check_training`."""
     if cfg.name == "adamw":
         # fused: one kernel per step on CUDA instead of a dozen per parameter group (issue 21's MFU)
         fused = next(model.parameters()).is_cuda
@@ -231,12 +212,17 @@ def make_optimizer(model: nn.Module, cfg: DictConfig, tokens: float) -> torch.op
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def warmup_steps(cfg: DictConfig, steps: int) -> int:
+    """Warmup steps of a run of `steps` steps: warmup_fraction of them, else warmup_steps."""
+    fraction = cfg.get("warmup_fraction")
+    return round(float(fraction) * steps) if fraction is not None else int(cfg.warmup_steps)
+
+
 def lr_schedule(cfg: DictConfig, steps: int) -> Callable[[int], float]:
     """Multiplier of the peak LR at each step: linear warmup (warmup_fraction of the run, else warmup_steps),
     then constant, or cosine / linear decay to min_lr_ratio at the run's own last step."""
     kind = cfg.schedule
-    fraction = cfg.get("warmup_fraction")
-    warmup = round(float(fraction) * steps) if fraction is not None else int(cfg.warmup_steps)
+    warmup = warmup_steps(cfg, steps)
     floor = float(cfg.min_lr_ratio)
 
     def factor(step: int) -> float:
@@ -285,27 +271,29 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
     return sampled / count, None
 
 
-def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
+def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSettings, device: torch.device, seed: int,
           on_log: Callable[[dict], None] = lambda row: None, ckpt: "Checkpointer | None" = None,
           world: World = World()) -> TrainOutcome:
-    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged by the rule above.
+    """Train `model` for `settings.steps` optimizer steps of `settings.batch_size` examples, by the run's resolved
+    settings; raise Diverged by the rule above.
 
     With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval. In a
     data-parallel `world` each rank trains on its slice of every global batch through DistributedDataParallel.
     """
-    tcfg, checked = cfg.trainer, check_training(cfg)
-    accum, micro = checked.accum, checked.micro_batch
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked.precision == "bf16")
-    opt = make_optimizer(model, cfg.optim, steps * micro * accum * world.size * data.spec.tokens_per_example)
+    tcfg, steps = cfg.trainer, settings.steps
+    accum, micro = settings.grad_accum, settings.micro_batch
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+    opt = make_optimizer(model, cfg.optim, settings.lr_peak)
     factor, base_lr = lr_schedule(cfg.optim, steps), opt.param_groups[0]["lr"]
     lossf = loss_fn(data.spec.loss)
     sampler = data.sampler(seed)  # batch order: same seed, same batches
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
-    eval_n = checked.eval_samples
-    out, state = TrainOutcome(lr_peak=base_lr), None
+    eval_n = settings.eval_samples
+    out, state = TrainOutcome(), None
     loop = ckpt.restore(model, opt, sampler) if ckpt is not None else None
     if loop is not None:
         loop.pop("first_loss", None)  # a checkpoint from before the validation reference: it is measured below
+        loop.pop("lr_peak", None)  # a checkpoint from before the run's settings held it
         state = loop.pop("divergence", None)
         out = TrainOutcome(**loop)
     check = DivergenceCheck(**state) if state else DivergenceCheck(evaluate(model, data, eval_n, micro, autocast)[0])
@@ -313,7 +301,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
     model.train()
     # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
     # failure (no C++ compiler, unsupported op) raises at the first step and the run ends `failed`.
-    forward = torch.compile(net, dynamic=False) if checked.compile else net
+    forward = torch.compile(net, dynamic=False) if settings.compile else net
     for step in range(out.steps, steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
