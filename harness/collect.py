@@ -9,13 +9,12 @@ result files (see `harness.results.check_result`) are skipped with a warning.
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from harness.config import ConfigError, exit_bad_input, key_values
+from harness.config import bad_input_exits, command_args, exit_bad_input, key_values
 from harness.metric_table import SUMMARY, unit
 from harness.results import RESULT, atomic, inspect_result, write_atomic
 from harness.tracking import flatten
@@ -65,14 +64,11 @@ def summary_table(table: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> None:
     """`harness-collect STUDY_DIR [out=PATH]` (or study_dir=STUDY_DIR): the table, printed and saved (out: the
     path without suffix, default STUDY_DIR/results)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(argv):
-        print(main.__doc__)
+    argv = command_args(argv, main.__doc__)
+    if argv is None:
         return
-    try:
+    with bad_input_exits():
         args, _ = key_values(argv, ("study_dir", "out"), positional="study_dir")
-    except ConfigError as e:
-        exit_bad_input(e)
     if "study_dir" not in args:
         exit_bad_input("study_dir: a study folder is required (harness-collect runs/NAME)")
     study = Path(args["study_dir"])

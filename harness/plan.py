@@ -139,15 +139,14 @@ def main(argv: list[str] | None = None) -> None:
     """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib=] [overrides]`: a study's cost before it starts."""
     import sys
 
-    from harness.config import ConfigError, exit_bad_input, key_values, positive
+    from harness.config import ConfigError, bad_input_exits, command_args, key_values, positive
     from harness.device import parallelism
     from harness.study import study_configs
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(argv):
-        print(USAGE)
+    argv = command_args(argv, USAGE)
+    if argv is None:
         return
-    try:
+    with bad_input_exits():
         old = next((a for a in argv if a.startswith("--mem-gb")), None)
         if old:  # the one old flag whose key changed name (and unit: GiB, as it always meant)
             raise ConfigError(f"{old}: options are key=value now: mem_gib={old.partition('=')[2] or 'G'}")
@@ -157,8 +156,6 @@ def main(argv: list[str] | None = None) -> None:
         mem_gib = positive("mem_gib", own["mem_gib"], integer=False) if "mem_gib" in own else None
         primary, configs = study_configs(overrides, shape_only=True)
         plans = [estimate(c) for c in configs]
-    except ConfigError as e:
-        exit_bad_input(e)
     jobs, threads = parallelism(primary.hydra.get("launcher"))
     study_dir = f"{primary.out_dir}/{primary.study}"
     given = constant(mfu, "mfu=", "wall_mfu") if mfu else None
