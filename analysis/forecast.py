@@ -101,10 +101,11 @@ def _best_lr(g: pd.DataFrame, lr: str) -> tuple[float, bool]:
     return float(math.exp(best)), edge
 
 
-def fit_lr_rule(runs: pd.DataFrame, lr: str = "optim.lr", size: str = "size_mult") -> LrRule:
+def fit_lr_rule(runs: pd.DataFrame, lr: str = "optim.lr", size: str = "size_mult", tokens: bool = True) -> LrRule:
     """Best LR per size (and per budget, when `runs` has 2+ values of `budget`) and the power law through them:
     log lr* = log lr_ref + g log(N / n_ref) [+ h log(D / d_ref)], least squares over the grids whose best LR lies
-    inside the grid (all of them, with a warning, when fewer than the law's parameters + 1 do)."""
+    inside the grid (all of them, with a warning, when fewer than the law's parameters + 1 do). `tokens=False`
+    fits N alone (cooldown branches share one peak LR across their lengths)."""
     ok = runs[np.isfinite(runs[LOSS]) & (runs["status"] == "ok")]
     by = ["budget", size] if "budget" in ok and ok["budget"].nunique() > 1 else [size]
     rows, notes = [], []
@@ -118,7 +119,7 @@ def fit_lr_rule(runs: pd.DataFrame, lr: str = "optim.lr", size: str = "size_mult
     best = pd.DataFrame(rows)
     if best["params"].nunique() < 2:
         raise AnalysisError(f"LR rule needs the LR grid at >= 2 sizes, got {best['params'].nunique()}")
-    with_d = len(by) > 1
+    with_d = len(by) > 1 and tokens
     interior = best[~best.at_edge]
     use = interior if len(interior) >= 3 + with_d else best
     if best.at_edge.any():

@@ -1,12 +1,14 @@
 """`harness-forecast`: fit a law on a ladder of small runs, write the forecast down, train the larger runs, score.
 
-    harness-forecast scale=smoke|cpu|gpu [task=facts|markov|pycode] [task_seed=0] [out_dir=runs] [step=STEP]
-                     [bootstrap=200] [any Hydra override, e.g. hydra/launcher=basic or logger=none]
+    harness-forecast scale=smoke|cpu|gpu [task=facts|markov|pycode] [task_seed=0] [ladder=cosine|branches]
+                     [out_dir=runs] [step=STEP] [bootstrap=200] [any Hydra override, e.g. logger=none]
 
 Tasks: `facts` (Zipf-distributed key -> value records: a known floor and known exponents), `markov` (the scale's
 Zipf chain), `pycode` (Python source bytes, no known floor). `task_seed=K` draws another instance of a
 synthetic task (facts: new keys and values; markov: a new chain) into its own study folder: the recipe is
-tuned on instance 0 and must hold on the others.
+tuned on instance 0 and must hold on the others. `ladder=branches` trains every stage warmup-stable-decay and
+lets runs of one size share their constant-LR trunk (harness/branches.py; study folder suffix `_wsd`);
+`ladder=cosine` (the default) trains each run on its own cosine schedule.
 
 Steps, in order (`step=all`, the default, runs each that is not done; `step=NAME` runs one), each a multirun
 of `sweeps/forecast.yaml` into `<out_dir>/<study>/` (`forecast`, or `forecast_<task>`; `_s<K>` for task_seed=K):
@@ -36,15 +38,18 @@ from harness.results import RESULT, write_atomic
 TASKS = ("markov", "facts", "pycode")  # markov: the scale's Zipf chain (sweeps/forecast.yaml grid.<scale>.task)
 INSTANCE_KEY = {"markov": "data.chain_seed", "facts": "data.task_seed"}  # what task_seed sets, per task
 STEPS = ("lr", "ladder", "noise", "register", "targets", "score")
-OWN_KEYS = ("scale", "task", "task_seed", "out_dir", "step", "bootstrap")
+OWN_KEYS = ("scale", "task", "task_seed", "ladder", "out_dir", "step", "bootstrap")
+LADDERS = ("cosine", "branches")
 
 
 class Forecast:
     """One forecast study: its folder, the overrides every stage shares, and its files."""
 
-    def __init__(self, scale: str, task: str, out_dir: str, extra: list[str], task_seed: int = 0):
-        self.scale, self.task, self.task_seed = scale, task, task_seed
-        self.study = ("forecast" if task == "markov" else f"forecast_{task}") + (f"_s{task_seed}" if task_seed else "")
+    def __init__(self, scale: str, task: str, out_dir: str, extra: list[str], task_seed: int = 0,
+                 ladder: str = "cosine"):
+        self.scale, self.task, self.task_seed, self.schedule = scale, task, task_seed, ladder
+        self.study = (("forecast" if task == "markov" else f"forecast_{task}") + (f"_s{task_seed}" if task_seed else "")
+                      + ("_wsd" if ladder == "branches" else ""))
         self.dir = Path(out_dir) / self.study
         launcher = [] if any(o.startswith("hydra/launcher=") for o in extra) else ["hydra/launcher=joblib"]
         self.base = ["sweep=forecast", f"scale={scale}", f"out_dir={out_dir}", f"study={self.study}", *launcher, *extra]
@@ -54,7 +59,17 @@ class Forecast:
             self.base += ["task=facts", "data=facts", "tokens_per_param=200"]  # at the smallest size)
         if task_seed:
             self.base += [f"{INSTANCE_KEY[task]}={task_seed}"]
+        if ladder == "branches":
+            self.base += self._branch_overrides()
         self.rule_file, self.forecast_file = self.dir / "lr_rule.json", self.dir / "forecast.json"
+
+    def _branch_overrides(self) -> list[str]:
+        """WSD schedule keys, and each stage's budgets and sizes from `grid.<scale>.branches`."""
+        plan = compose([o for o in self.base if not o.startswith("hydra")]).grid[self.scale].branches
+        stages = [f'grid.{self.scale}.{stage}.{key}="{value}"' for stage in ("lr", "ladder", "noise")
+                  for key, value in plan[stage].items()]
+        return [*stages, "optim.schedule=wsd", "optim.min_lr_ratio=0", "optim.warmup_fraction=null",
+                f"optim.warmup_steps={plan.warmup_steps}", "trainer.branch=true"]
 
     def config(self, *overrides: str):
         """A target run's config composed as the multirun will compose it (its sweeper's choices applied)."""
@@ -100,7 +115,7 @@ class Forecast:
             return  # the ladder trained with this rule: it stays
         from analysis.forecast import fit_lr_rule
 
-        rule = fit_lr_rule(self.runs("lr"))
+        rule = fit_lr_rule(self.runs("lr"), tokens=self.schedule == "cosine")  # branches share one peak LR
         write_atomic(self.rule_file, json.dumps(rule.to_dict(), indent=2) + "\n")
         d_term = f" * (D / {rule.d_ref:.3g})^{rule.tokens_exponent:.3f}" if rule.tokens_exponent else ""
         print(f"forecast: LR rule lr = {rule.lr_ref:.3g} * (N / {rule.n_ref:,.0f})^{rule.exponent:.3f}{d_term}",
@@ -217,11 +232,12 @@ def _known(table: pd.DataFrame, column: str) -> float | None:
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
     """This command's own key=value arguments, and the overrides passed on to every stage."""
     given, extra = key_values(argv, OWN_KEYS, passthrough=True)
-    own = {"scale": "smoke", "task": "markov", "task_seed": "0", "out_dir": "runs", "step": "all", "bootstrap": "200",
-           **given}
+    own = {"scale": "smoke", "task": "markov", "task_seed": "0", "ladder": "cosine", "out_dir": "runs", "step": "all",
+           "bootstrap": "200", **given}
     choose("scale", own["scale"], ["smoke", "cpu", "gpu"])
     choose("task", own["task"], TASKS)
     choose("step", own["step"], ("all", *STEPS))
+    choose("ladder", own["ladder"], LADDERS)
     own["bootstrap"] = positive("bootstrap", own["bootstrap"])
     own["task_seed"] = non_negative("task_seed", own["task_seed"])
     if own["task_seed"] and own["task"] not in INSTANCE_KEY:
@@ -238,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     with bad_input_exits():
         own, extra = parse(argv)
-        f = Forecast(own["scale"], own["task"], own["out_dir"], extra, own["task_seed"])
+        f = Forecast(own["scale"], own["task"], own["out_dir"], extra, own["task_seed"], own["ladder"])
         steps = STEPS if own["step"] == "all" else (own["step"],)
         for step in steps:
             if step in ("register", "score"):

@@ -48,6 +48,35 @@ def parse_every(value: Any) -> tuple[str, float] | None:
     return unit, amount * scale
 
 
+def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, data_state: Any, loop: dict) -> None:
+    """Write model, optimizer, data position, RNG states and the loop state to `path`, atomically."""
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "data": data_state.state_dict(),
+             "rng": {"torch": torch.get_rng_state(),
+                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+             "loop": loop}
+    with atomic(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, data_state: Any) -> dict | None:
+    """Load a `save_state` file into `model`, `opt`, the data position and the RNGs; return its loop state, or
+    None when there is none or it cannot be read (starting over, not crashing)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - an unreadable checkpoint means starting over, not crashing
+        log.warning("%s: unreadable, starting from step 0 (%s)", path, e)
+        return None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    data_state.load_state_dict(state["data"])
+    return state["loop"]
+
+
 class Checkpointer:
     """Saves and restores one run's training state in `<run_dir>/checkpoint.pt`.
 
@@ -64,31 +93,15 @@ class Checkpointer:
         self._previous: dict[int, Callable] = {}
 
     # ---- restore -------------------------------------------------------------------------------
-    def load(self) -> dict | None:
-        """The saved state (CPU tensors), or None when there is none or it cannot be read."""
-        if not self.path.exists():
-            return None
-        try:
-            return torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001 - an unreadable checkpoint means starting over, not crashing
-            log.warning("%s: unreadable, starting from step 0 (%s)", self.path, e)
-            return None
-
     def restore(self, model: torch.nn.Module, opt: torch.optim.Optimizer, data_state: Any) -> dict | None:
         """Load the saved state into `model`, `opt` and the RNGs; return the loop state, or None."""
-        state = self.load()
-        if state is None:
+        loop = load_state(self.path, model, opt, data_state)
+        if loop is None:
             return None
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        data_state.load_state_dict(state["data"])
         self.last_save = time.monotonic()
-        self.resumed_from = int(state["loop"]["steps"])
+        self.resumed_from = int(loop["steps"])
         log.info("%s: resuming from step %d", self.path.parent.name, self.resumed_from)
-        return state["loop"]
+        return loop
 
     # ---- save ----------------------------------------------------------------------------------
     def due(self, step: int) -> bool:
@@ -106,12 +119,7 @@ class Checkpointer:
         """Write the state atomically (rank 0 only), then pass on a deferred requeue signal if any."""
         if self.save_files:
             t0 = time.perf_counter()
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "data": data_state.state_dict(),
-                     "rng": {"torch": torch.get_rng_state(),
-                             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                     "loop": loop}
-            with atomic(self.path) as tmp:
-                torch.save(state, tmp)
+            save_state(self.path, model, opt, data_state, loop)
             self.saves += 1
             self.save_s += time.perf_counter() - t0
         self.last_save = time.monotonic()

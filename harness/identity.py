@@ -10,7 +10,8 @@ from harness.config import NON_IDENTITY_KEYS, resolved
 from harness.data import data_identity
 
 
-ADDED_LATER = (("trainer", "compile", False), ("optim", "lr_tokens_exponent", 0.0), ("optim", "lr_ref_tokens", None))
+ADDED_LATER = (("trainer", "compile", False), ("optim", "lr_tokens_exponent", 0.0), ("optim", "lr_ref_tokens", None),
+               ("optim", "decay_fraction", 0.2), ("trainer", "branch", False))
 
 
 def run_id(cfg: DictConfig) -> str:

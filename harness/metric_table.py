@@ -90,6 +90,8 @@ SUMMARY = {
     "checkpoint_s": _m("s", "harness.checkpoint.Checkpointer", "time/checkpoint_s", "time spent saving them"),
     "resumed_from_step": _m("count", "harness.checkpoint.Checkpointer", "time/resumed_from_step",
                             "step of the checkpoint this attempt resumed from (null: it started at step 0)"),
+    "trunk_step": _m("count", "harness.branches.Trunk", "time/trunk_step",
+                     "trainer.branch: step of the shared trunk this run started from (null: it trained from step 0)"),
     # speed and utilisation (global over ranks, from the median step)
     "samples_per_s": _m("samples/s", f"{MET}.throughput", "perf/samples_per_s", "examples per second"),
     "tokens_per_s": _m("tokens/s", f"{MET}.throughput", "perf/tokens_per_s", "tokens per second"),

@@ -271,7 +271,7 @@ def _train(job: _Job, data: Dataset, model: torch.nn.Module) -> RunResult:
             return RunResult("ok", None, {}, pd.DataFrame(outcome.history), run_dir, rid)
         found = _measure(job, model, data, outcome, wall)
         found.update(**peak, **comm, mem_kind=memory.kind, checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s,
-                     resumed_from_step=ckpt.resumed_from)
+                     resumed_from_step=ckpt.resumed_from, trunk_step=outcome.trunk_step)
         if world.size > 1:
             found["scaling_efficiency"] = distributed.scaling_efficiency(run_dir.parent, record["config"],
                                                                          found["tokens_per_s"])

@@ -2,6 +2,7 @@
 validation, divergence check. It returns the per-step history and what the metrics module needs."""
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from harness.branches import Trunk, decay_start, trunk_id
 from harness.checkpoint import parse_every
 from harness.config import choose, fail, non_negative, positive
 from harness.distributed import World, mean, no_sync, shard, world_size, wrap
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 DEFAULT_STEPS = 200
 MAX_STEPS = 10_000_000  # a budget above this is a unit slip (1e30 tokens); even at 1 ms/step it is ~3 hours
-SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("constant", "cosine", "linear", "wsd")
 # Divergence rule: a training loss that is NaN/inf at any step, the final validation loss (the only check of
 # the last update) NaN/inf or above DIVERGE_FACTOR x the validation loss at initialisation, or, during the run,
 # a validation loss above that bound at DIVERGE_CONFIRM suspicions in a row. A suspicion is the median of the
@@ -98,6 +100,7 @@ class TrainOutcome:
     train_loss: float = float("nan")
     val_loss: float = float("nan")
     val_loss_sampled: float | None = None  # the drawn tokens' loss, where val_loss is exact (data.truth)
+    trunk_step: int | None = None  # trainer.branch: the shared trunk's step this run started from (None: step 0)
 
 
 BUDGETS = ("max_steps", "max_tokens", "max_flops", "max_epochs")
@@ -169,6 +172,10 @@ def check_training(cfg: DictConfig) -> None:
     fraction = ocfg.warmup_fraction
     if fraction is not None and not 0 <= float(fraction) < 1:
         fail("optim.warmup_fraction", fraction, "must be in [0, 1)")
+    if not 0 < float(ocfg.get("decay_fraction", 0.2)) < 1:
+        fail("optim.decay_fraction", ocfg.decay_fraction, "must be in (0, 1)")
+    if tcfg.get("branch", False):
+        _check_branch(cfg, world)
     parse_every(tcfg.checkpoint_every)
     non_negative("optim.warmup_steps", ocfg.warmup_steps)
     non_negative("optim.weight_decay", ocfg.weight_decay, integer=False)
@@ -181,6 +188,20 @@ def check_training(cfg: DictConfig) -> None:
     if not isinstance(compiled, bool):
         fail("trainer.compile", compiled, "must be true or false")
     positive("trainer.eval_samples", tcfg.eval_samples)
+
+
+def _check_branch(cfg: DictConfig, world: int) -> None:
+    """Branches share their trunk only if nothing before the decay depends on the run's length."""
+    ocfg = cfg.optim
+    if ocfg.schedule != "wsd":
+        fail("trainer.branch", True, f"needs optim.schedule=wsd (a constant-LR trunk), not {ocfg.schedule}")
+    if ocfg.warmup_fraction is not None:
+        fail("trainer.branch", True, "needs optim.warmup_steps, not optim.warmup_fraction (the warmup must not "
+             "depend on the run's length)")
+    if float(ocfg.get("lr_tokens_exponent", 0.0)) != 0:
+        fail("trainer.branch", True, "needs optim.lr_tokens_exponent=0 (branches share one peak LR)")
+    if world > 1:
+        fail("trainer.branch", True, "data-parallel runs (dist.nproc > 1) do not branch; set trainer.branch=false")
 
 
 def _fraction(value: object) -> bool:
@@ -220,16 +241,20 @@ def warmup_steps(cfg: DictConfig, steps: int) -> int:
 
 def lr_schedule(cfg: DictConfig, steps: int) -> Callable[[int], float]:
     """Multiplier of the peak LR at each step: linear warmup (warmup_fraction of the run, else warmup_steps),
-    then constant, or cosine / linear decay to min_lr_ratio at the run's own last step."""
+    then constant, or cosine / linear decay to min_lr_ratio at the run's own last step, or (wsd) constant and a
+    linear decay to min_lr_ratio over the last decay_fraction of the run (harness/branches.py)."""
     kind = cfg.schedule
     warmup = warmup_steps(cfg, steps)
     floor = float(cfg.min_lr_ratio)
+    stable = decay_start(steps, float(cfg.get("decay_fraction", 0.2))) if kind == "wsd" else warmup
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        if kind == "constant":
+        if kind == "constant" or step < stable:
             return 1.0
+        if kind == "wsd":
+            return floor + (1 - floor) * (1 - (step - stable) / max(1, steps - stable))
         progress = (step - warmup) / max(1, steps - warmup)
         decay = 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
         return floor + (1 - floor) * decay
@@ -277,18 +302,13 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSetting
     """Train `model` for `settings.steps` optimizer steps of `settings.batch_size` examples, by the run's resolved
     settings; raise Diverged by the rule above.
 
-    With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval. In a
+    With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval; with
+    `trainer.branch` too, from its trunk's latest state before its decay (harness/branches.py). In a
     data-parallel `world` each rank trains on its slice of every global batch through DistributedDataParallel.
     """
-    tcfg, steps = cfg.trainer, settings.steps
-    accum, micro = settings.grad_accum, settings.micro_batch
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+    steps = settings.steps
     opt = make_optimizer(model, cfg.optim, settings.lr_peak)
-    factor, base_lr = lr_schedule(cfg.optim, steps), opt.param_groups[0]["lr"]
-    lossf = loss_fn(data.spec.loss)
     sampler = data.sampler(seed)  # batch order: same seed, same batches
-    eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
-    eval_n = settings.eval_samples
     out, state = TrainOutcome(), None
     loop = ckpt.restore(model, opt, sampler) if ckpt is not None else None
     if loop is not None:
@@ -296,52 +316,67 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSetting
         loop.pop("lr_peak", None)  # a checkpoint from before the run's settings held it
         state = loop.pop("divergence", None)
         out = TrainOutcome(**loop)
-    check = DivergenceCheck(**state) if state else DivergenceCheck(evaluate(model, data, eval_n, micro, autocast)[0])
-    net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
-    model.train()
-    # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
-    # failure (no C++ compiler, unsupported op) raises at the first step and the run ends `failed`.
-    forward = torch.compile(net, dynamic=False) if settings.compile else net
-    for step in range(out.steps, steps):
-        t0 = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = base_lr * factor(step)
-        loss_sum, data_s = 0.0, 0.0
-        for i in range(accum):
-            td = time.perf_counter()
-            x, y = shard(sampler.next(micro * world.size), world)
-            data_s += time.perf_counter() - td
-            with no_sync(net, i < accum - 1):  # DDP all-reduces on the last micro-step only
-                with autocast:
-                    loss = lossf(forward(x), y) / accum
-                loss.backward()
-            loss_sum += loss.detach()
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss_value = float(mean(loss_sum, world))  # syncs the device: the step is done when the clock stops
-        sync(device)
-        dt = time.perf_counter() - t0
-        why = check.train(loss_value, lambda: evaluate(model, data, eval_n, micro, autocast)[0])
-        if why:
-            raise Diverged(step + 1, why, out.history)
-        out.step_times.append(dt)
-        out.data_time_s += data_s
-        out.steps, out.train_loss = step + 1, loss_value
-        last = step == steps - 1
-        val, val_sampled = (evaluate(model, data, eval_n, micro, autocast)
-                            if last or (eval_every and (step + 1) % eval_every == 0) else (None, None))
-        if last and (why := check.final(val)):
-            raise Diverged(step + 1, why, out.history)
-        if val is not None:
-            out.val_loss, out.val_loss_sampled = val, val_sampled
-        if last or step % log_every == 0 or val is not None:
-            row = {"step": step + 1, "train_loss": loss_value, "val_loss": val, "val_loss_sampled": val_sampled,
-                   "lr": base_lr * factor(step),
-                   "step_time_s": dt, "data_time_s": data_s,
-                   "grad_norm": float(grad_norm) if grad_norm is not None else None}
-            out.history.append(row)
-            on_log(row)
-        if ckpt is not None and not last and ckpt.due(step + 1):
-            ckpt.save(model, opt, sampler, {**asdict(out), "divergence": asdict(check)})
+    branch_at = decay_start(steps, float(cfg.optim.decay_fraction)) if cfg.trainer.get("branch") and ckpt else None
+    trunk = (Trunk(ckpt.path.parent.parent, trunk_id(cfg, model, settings.lr_peak))
+             if branch_at and out.steps < branch_at else None)
+    tcfg, accum, micro, eval_n = cfg.trainer, settings.grad_accum, settings.micro_batch, settings.eval_samples
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+    factor, base_lr, lossf = lr_schedule(cfg.optim, steps), settings.lr_peak, loss_fn(data.spec.loss)
+    eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
+    with trunk or contextlib.nullcontext():  # the trunk's lock, held until this run has saved its branch point
+        if trunk is not None and loop is None and (loop := trunk.restore(model, opt, sampler, branch_at)):
+            loop.pop("lr_peak", None)  # a trunk saved before the run's settings held it
+            state = loop.pop("divergence", None)
+            out = TrainOutcome(**{**loop, "trunk_step": loop["steps"]})
+        check = DivergenceCheck(**state) if state else DivergenceCheck(evaluate(model, data, eval_n, micro, autocast)[0])
+        net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
+        model.train()
+        # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
+        # failure (no C++ compiler, unsupported op) raises at the first step and the run ends `failed`.
+        forward = torch.compile(net, dynamic=False) if settings.compile else net
+        for step in range(out.steps, steps):
+            t0 = time.perf_counter()
+            for group in opt.param_groups:
+                group["lr"] = base_lr * factor(step)
+            loss_sum, data_s = 0.0, 0.0
+            for i in range(accum):
+                td = time.perf_counter()
+                x, y = shard(sampler.next(micro * world.size), world)
+                data_s += time.perf_counter() - td
+                with no_sync(net, i < accum - 1):  # DDP all-reduces on the last micro-step only
+                    with autocast:
+                        loss = lossf(forward(x), y) / accum
+                    loss.backward()
+                loss_sum += loss.detach()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss_value = float(mean(loss_sum, world))  # syncs the device: the step is done when the clock stops
+            sync(device)
+            dt = time.perf_counter() - t0
+            why = check.train(loss_value, lambda: evaluate(model, data, eval_n, micro, autocast)[0])
+            if why:
+                raise Diverged(step + 1, why, out.history)
+            out.step_times.append(dt)
+            out.data_time_s += data_s
+            out.steps, out.train_loss = step + 1, loss_value
+            last = step == steps - 1
+            val, val_sampled = (evaluate(model, data, eval_n, micro, autocast)
+                                if last or (eval_every and (step + 1) % eval_every == 0) else (None, None))
+            if last and (why := check.final(val)):
+                raise Diverged(step + 1, why, out.history)
+            if val is not None:
+                out.val_loss, out.val_loss_sampled = val, val_sampled
+            if last or step % log_every == 0 or val is not None:
+                row = {"step": step + 1, "train_loss": loss_value, "val_loss": val, "val_loss_sampled": val_sampled,
+                       "lr": base_lr * factor(step),
+                       "step_time_s": dt, "data_time_s": data_s,
+                       "grad_norm": float(grad_norm) if grad_norm is not None else None}
+                out.history.append(row)
+                on_log(row)
+            if ckpt is not None and not last and ckpt.due(step + 1):
+                ckpt.save(model, opt, sampler, {**asdict(out), "divergence": asdict(check)})
+            if trunk is not None and step + 1 == branch_at:  # the trunk up to this run's decay: for longer branches
+                trunk.save(branch_at, model, opt, sampler, {**asdict(out), "divergence": asdict(check)})
+                trunk.release()
     return out
