@@ -30,7 +30,7 @@ import pyarrow as pa
 from analysis.laws import INTERVAL
 from analysis.tables import AnalysisError, load_table, usable_rows
 from harness.children import command
-from harness.config import EXIT_BAD_INPUT, EXIT_OK, ConfigError, key_values
+from harness.config import EXIT_BAD_INPUT, EXIT_OK, ConfigError, command_args, key_values
 from harness.jsonsafe import json_ready
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -140,9 +140,8 @@ def _count(key: str, value: Any) -> int:
 @command("harness-analyze", then="run it again")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `harness-analyze`."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(argv):
-        print(__doc__)
+    argv = command_args(argv, __doc__)
+    if argv is None:
         sys.exit(EXIT_OK)
     default_format = warnings.formatwarning
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source

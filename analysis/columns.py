@@ -1,7 +1,9 @@
 """The column conventions of a study table (as `harness-collect` writes it): which column plays which role.
 
 Loss is ``val_loss`` (else ``train_loss``, ``loss``), N is ``params``, D is ``tokens`` (``samples`` for tasks
-without tokens), C is ``flops_total``; the runs' ``analyses`` config key names the report's sections.
+without tokens), C is ``flops_total``; the runs' ``analyses`` config key names the report's sections. Config
+columns hold what was asked (``optim.lr``), ``settings.*`` what the run used (``settings.lr_peak``: the LR after
+any LR rule).
 """
 
 from __future__ import annotations

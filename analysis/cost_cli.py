@@ -19,7 +19,7 @@ import sys
 from types import SimpleNamespace
 
 from analysis.cost import CostError, plan_cost
-from harness.config import EXIT_BAD_INPUT, EXIT_OK, ConfigError, key_values
+from harness.config import EXIT_BAD_INPUT, EXIT_OK, ConfigError, command_args, key_values
 
 NUMBERS = ("compute", "params", "tokens", "tokens_per_param", "loss", "gpus", "mfu", "usd_per_gpu_hour",
            "seq_len", "micro_batch", "layers", "d_model")
@@ -48,9 +48,8 @@ def parse(pairs: dict[str, str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """`harness-cost key=value ... [--json | --markdown] [--plot DIR]`; returns the exit code."""
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    if {"-h", "--help"} & set(argv):
-        print(__doc__)
+    argv = command_args(argv, __doc__)
+    if argv is None:
         return EXIT_OK
     try:
         own, _ = key_values(argv, KEYS, flags=("json", "markdown"), valued_flags=("plot",))

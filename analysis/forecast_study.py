@@ -31,8 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness import children
-from harness.config import (EXIT_BAD_INPUT, ConfigError, choose, compose, exit_bad_input, fail, key_values, non_negative,
-                            positive)
+from harness.config import (EXIT_BAD_INPUT, bad_input_exits, choose, command_args, compose, fail, key_values,
+                            non_negative, positive)
 from harness.results import RESULT, write_atomic
 
 TASKS = ("markov", "facts", "pycode")  # markov: the scale's Zipf chain (sweeps/forecast.yaml grid.<scale>.task)
@@ -195,8 +195,8 @@ class Forecast:
         from harness.models import param_counts
 
         cfg = self.config("stage=target", *overrides)
-        data, model, steps = check_config(cfg)
-        return (*param_counts(model), steps * int(cfg.trainer.batch_size) * data.spec.tokens_per_example)
+        _, model, settings = check_config(cfg)
+        return (*param_counts(model), settings.tokens)
 
     def targets(self) -> None:
         if not self.forecast_file.exists():
@@ -249,11 +249,10 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
 @children.command("harness-forecast")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `harness-forecast`."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
+    argv = command_args(argv, __doc__)
+    if argv is None:
         return
-    try:
+    with bad_input_exits():
         own, extra = parse(argv)
         f = Forecast(own["scale"], own["task"], own["out_dir"], extra, own["task_seed"], own["ladder"])
         steps = STEPS if own["step"] == "all" else (own["step"],)
@@ -262,8 +261,6 @@ def main(argv: list[str] | None = None) -> None:
                 getattr(f, step)(own["bootstrap"])
             else:
                 getattr(f, step)()
-    except ConfigError as e:
-        exit_bad_input(e)
     if own["step"] in ("all", "score"):
         from analysis.forecast import verdict
 

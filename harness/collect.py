@@ -1,25 +1,26 @@
 """`harness-collect STUDY_DIR`: every run's result.json -> one tidy table (Parquet + CSV), one row per run.
 
-Columns: run_id, status, reason, the flattened config (`model.name`, `optim.lr`, ...), every metric under
-its name in `harness.metric_table` (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable or incomplete
+Columns: run_id, status, reason, the flattened config as asked (`model.name`, `optim.lr`, ...), the settings
+the run resolved and used as `settings.*` (`settings.lr_peak`: the LR it trained at, after any LR rule;
+`settings.steps`, `settings.micro_batch`, ...; `harness.settings.RunSettings`), every metric under its name in
+`harness.metric_table` (`val_loss`, `tokens_per_s`, ...), and `env.*`. Unreadable or incomplete
 result files (see `harness.results.check_result`) are skipped with a warning.
 """
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from harness.config import ConfigError, exit_bad_input, key_values
+from harness.config import bad_input_exits, command_args, exit_bad_input, key_values
 from harness.metric_table import SUMMARY, unit
 from harness.results import RESULT, atomic, inspect_result, write_atomic
 from harness.tracking import flatten
 
 ORDER = {name: i for i, name in enumerate(SUMMARY)}
-SHOWN = ["model.name", "model.cell", "params", "trainer.batch_size", "optim.lr", "data.seq_len", "tokens",
+SHOWN = ["model.name", "model.cell", "params", "trainer.batch_size", "settings.lr_peak", "data.seq_len", "tokens",
          "train_loss", "val_loss", "tokens_per_s", "mfu", "peak_mem_bytes", "status"]
 
 
@@ -33,6 +34,7 @@ def collect(study_dir: str | Path) -> pd.DataFrame:
             continue
         row = {"run_id": result["run_id"], "status": result["status"], "reason": result.get("reason")}
         row.update(flatten(result.get("config") or {}))
+        row.update(flatten(result.get("settings") or {}, "settings."))
         metrics = result.get("metrics") or {}
         row.update(sorted(metrics.items(), key=lambda kv: ORDER.get(kv[0], len(ORDER))))  # the table's order
         row.update(flatten(result.get("env") or {}, "env."))
@@ -62,14 +64,11 @@ def summary_table(table: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> None:
     """`harness-collect STUDY_DIR [out=PATH]` (or study_dir=STUDY_DIR): the table, printed and saved (out: the
     path without suffix, default STUDY_DIR/results)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(argv):
-        print(main.__doc__)
+    argv = command_args(argv, main.__doc__)
+    if argv is None:
         return
-    try:
+    with bad_input_exits():
         args, _ = key_values(argv, ("study_dir", "out"), positional="study_dir")
-    except ConfigError as e:
-        exit_bad_input(e)
     if "study_dir" not in args:
         exit_bad_input("study_dir: a study folder is required (harness-collect runs/NAME)")
     study = Path(args["study_dir"])

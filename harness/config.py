@@ -1,16 +1,19 @@
-"""Config flow: Hydra composes a DictConfig; `harness.build.check_config` checks it once; builders read it.
+"""Config flow: Hydra composes a DictConfig; `harness.build.check_config` checks it once and resolves the
+run's settings (`harness.settings.RunSettings`); builders read the config, the loop and the records the settings.
 
 `ConfigError` is the one exception for bad input: every command prints its one-line message and exits 2
-(`exit_bad_input`); `key_values` reads the `key=value` arguments of the commands that are not Hydra apps.
+(`exit_bad_input`); the commands that are not Hydra apps read their arguments with `command_args` (-h/--help)
+and `key_values` (`key=value`), and run inside `bad_input_exits`.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable, NoReturn
+from typing import Any, Iterable, Iterator, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -90,6 +93,24 @@ def exit_bad_input(error: Exception | str) -> NoReturn:
         raise error
     print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def command_args(argv: list[str] | None, usage: str) -> list[str] | None:
+    """A command's arguments (`argv`, else the command line's); None once `usage` is printed for -h/--help."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if {"-h", "--help"} & set(argv):
+        print(usage)
+        return None
+    return argv
+
+
+@contextlib.contextmanager
+def bad_input_exits() -> Iterator[None]:
+    """Around a command's work: a ConfigError inside ends it with its one line and exit 2 (`exit_bad_input`)."""
+    try:
+        yield
+    except ConfigError as e:
+        exit_bad_input(e)
 
 
 LR_RULES = {"none": lambda n: 1.0, "linear": lambda n: float(n), "sqrt": lambda n: float(n) ** 0.5}

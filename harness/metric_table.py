@@ -1,6 +1,8 @@
 """The one table of what a run reports: each metric once, with its unit, the code that computes it, and its
 wandb key. `result.json`'s `metrics`, `history.parquet`'s columns, wandb, `harness-collect` and the report's
-axis labels all use these names; a test checks that every name a run writes is here.
+axis labels all use these names; a test checks that every name a run writes is here. What a run was set to
+use (steps, world size, micro-batch, peak LR after the LR rule, ...) is not measured: it is result.json's
+`settings` (`harness.settings.RunSettings`), collected as `settings.*` columns.
 
 Units are also in the names (`_s` seconds, `_bytes` bytes, `_per_s` per second, `flops` floating-point
 operations). Memory is in bytes everywhere; on CUDA it is the caching allocator's allocated memory, on CPU the
@@ -51,13 +53,12 @@ SUMMARY = {
                                "parameters without token and position embeddings (Kaplan's N)"),
     "flops_per_example": _m("FLOPs", "model.flops_per_example", "model/flops_per_example",
                             "analytic training FLOPs (forward + backward) of one example (harness.flops)"),
-    "steps_planned": _m("count", "harness.build.check_config", "budget/steps_planned", "steps the budget gives"),
     "steps": _m("count", LOOP, "budget/steps", "optimizer steps done"),
     "samples": _m("count", f"{MET}.totals", "budget/samples", "examples seen = steps x global batch"),
     "tokens": _m("tokens", f"{MET}.totals", "budget/tokens", "tokens seen (D) = samples x tokens per example"),
     "unique_train_tokens": _m("tokens", "harness.data.Dataset", "data/unique_train_tokens",
                               "tokens in one epoch of the training split (null: a fresh stream)"),
-    "epochs": _m("1", "harness.build.epochs", "data/epochs", "passes over the unique training data"),
+    "epochs": _m("1", "harness.settings.epochs", "data/epochs", "passes over the unique training data"),
     "flops_per_step": _m("FLOPs", f"{MET}.totals", "compute/flops_per_step", "flops_per_example x global batch"),
     "flops_total": _m("FLOPs", f"{MET}.totals", "compute/flops_total", "training compute C = flops_per_step x steps"),
     # losses
@@ -71,7 +72,6 @@ SUMMARY = {
     "val_accuracy_shifted": _m("1", "harness.train.evaluate", "final/val_accuracy_shifted",
                                "images with data.eval_shift: val_accuracy on the validation images moved that many "
                                "pixels (else null)"),
-    "lr_peak": _m("1", LOOP, "final/lr_peak", "peak learning rate (after the LR rule)"),
     "diverged_step": _m("count", LOOP, "final/diverged_step", "step at which the divergence rule fired"),
     "entropy_rate": _m("nats", f"{DATA}.markov", "data/entropy_rate",
                        "markov: the chain's exact entropy rate H; facts: the value noise's entropy"),
@@ -119,8 +119,6 @@ SUMMARY = {
                             "one layer's (B, H, T, T) score matrix (null for SDPA, which never materialises it)"),
     "attn_time_s": _m("s", f"{MET}.attention_cost", "attn/time_s", "forward + backward of one attention layer"),
     # data parallelism
-    "world_size": _m("count", "harness.distributed", "dist/world_size", "ranks training the run"),
-    "batch_per_rank": _m("count", "harness.distributed", "dist/batch_per_rank", "examples per rank per step"),
     "allreduce_s": _m("s", "harness.distributed.allreduce_time", "dist/allreduce_s", "one gradient all-reduce"),
     "scaling_efficiency": _m("1", "harness.distributed.scaling_efficiency", "dist/scaling_efficiency",
                              "tokens/s over world x the one-process run's tokens/s"),

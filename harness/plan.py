@@ -12,7 +12,6 @@ from harness.data import DataSpec
 from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
 from harness.memory import WEIGHT_BYTES, format_bytes, state_bytes
 from harness.models.layers import count_params
-from harness.train import micro_batch
 
 # Time = FLOPs / (peak x wall-clock efficiency(params)) + the study's start + a gap per run. Without finished
 # runs in the study, the cpu default is the wall-clock efficiency of transformer runs (3e3-3.2e5 parameters,
@@ -88,18 +87,17 @@ def _saved_bytes(model: torch.nn.Module, spec: DataSpec, seq_len: int, precision
 def estimate(cfg: DictConfig) -> dict:
     """FLOPs and memory of one run (per rank: its micro-batch's activations), from its config alone: the model
     on the meta device, the data's shape from its config (nothing is allocated or generated)."""
-    data, model, steps = check_config(cfg, shape_only=True)
-    batch, precision = int(cfg.trainer.batch_size), cfg.trainer.precision
+    data, model, settings = check_config(cfg, shape_only=True)
+    steps, precision = settings.steps, settings.precision
     device = "cuda" if cfg.device in ("cuda", "auto") and torch.cuda.is_available() or cfg.device == "cuda" else "cpu"
     n = count_params(model)
-    flops = model.flops_per_example() * batch * steps
+    flops = model.flops_per_example() * settings.batch_size * steps
     key = (json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True), repr(data.spec), precision)
     if key not in _ACTIVATIONS:  # a study's runs often share a model (batch_lr: one per size)
         _ACTIVATIONS[key] = activation_bytes(model, data.spec, precision)
     act = _ACTIVATIONS[key]
-    micro = micro_batch(cfg)
     state = sum(state_bytes(n, cfg.optim.name, "fp32").values())  # autocast keeps fp32 weights, grads, state
-    memory = state + (act[0] * micro + act[1] if act is not None else 0)
+    memory = state + (act[0] * settings.micro_batch + act[1] if act is not None else 0)
     return {"device": device, "params": n, "steps": steps, "flops": flops, "memory_bytes": memory,
             "activations_counted": act is not None}
 
@@ -141,15 +139,14 @@ def main(argv: list[str] | None = None) -> None:
     """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib=] [overrides]`: a study's cost before it starts."""
     import sys
 
-    from harness.config import ConfigError, exit_bad_input, key_values, positive
+    from harness.config import ConfigError, bad_input_exits, command_args, key_values, positive
     from harness.device import parallelism
     from harness.study import study_configs
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if {"-h", "--help"} & set(argv):
-        print(USAGE)
+    argv = command_args(argv, USAGE)
+    if argv is None:
         return
-    try:
+    with bad_input_exits():
         old = next((a for a in argv if a.startswith("--mem-gb")), None)
         if old:  # the one old flag whose key changed name (and unit: GiB, as it always meant)
             raise ConfigError(f"{old}: options are key=value now: mem_gib={old.partition('=')[2] or 'G'}")
@@ -159,8 +156,6 @@ def main(argv: list[str] | None = None) -> None:
         mem_gib = positive("mem_gib", own["mem_gib"], integer=False) if "mem_gib" in own else None
         primary, configs = study_configs(overrides, shape_only=True)
         plans = [estimate(c) for c in configs]
-    except ConfigError as e:
-        exit_bad_input(e)
     jobs, threads = parallelism(primary.hydra.get("launcher"))
     study_dir = f"{primary.out_dir}/{primary.study}"
     given = constant(mfu, "mfu=", "wall_mfu") if mfu else None

@@ -1,4 +1,5 @@
-"""One run: config -> data, model, device -> train -> metrics -> result.json, history.parquet, wandb.
+"""One run: config -> data, model, settings (`harness.build.build_run`), device -> train -> metrics ->
+result.json (config, settings, env, metrics), history.parquet, wandb.
 
 `run(cfg)` never raises for what happens during training (diverged, out of memory, crashes are recorded
 as statuses); it raises ConfigError for bad input, before anything is written.
@@ -23,12 +24,12 @@ import psutil
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness import distributed as D
-from harness import metrics as M
-from harness.build import check_config, epochs
+from harness import distributed, metrics
+from harness.build import build_run, check_config
 from harness.checkpoint import Checkpointer
 from harness.children import stop_children
 from harness.config import check_paths, inside, positive
+from harness.data import Dataset
 from harness.device import environment, resolve_device, resolve_threads
 from harness.identity import run_id as make_run_id
 from harness.models import param_counts
@@ -36,7 +37,8 @@ from harness.results import (FINISHED, HISTORY, RESULT, TRACEBACK, inspect_resul
                              write_history, write_result)
 from harness.slurm import submitit_handles
 from harness.tracking import Tracker
-from harness.train import Diverged, micro_batch, train
+from harness.settings import RunSettings, epochs
+from harness.train import Diverged, TrainOutcome, train
 
 log = logging.getLogger("harness")
 PROGRESS_EVERY_S = 30.0
@@ -92,9 +94,11 @@ class Interrupted(KeyboardInterrupt):
 def interruptible():
     """Inside this block SIGTERM (SLURM, kill) and SIGINT (Ctrl-C) raise `Interrupted` in the main thread.
 
-    The one place signals are handled: around each run's training (and around the whole `harness`
-    command), so a checkpoint-on-signal hook belongs here. A second signal while the interruption is
-    being recorded is ignored, so the record is never cut short. Previous handlers are restored on exit.
+    Around each run's training (and around the whole `harness` command). Inside it, `harness.checkpoint`'s
+    Checkpointer defers SIGTERM/SIGUSR2 to a step boundary and saves first, then hands the signal on here
+    (or to submitit's requeue); a failed rank ignores signals while it records (`_deaf`). A second signal
+    while the interruption is being recorded is ignored, so the record is never cut short. Previous
+    handlers are restored on exit.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -177,62 +181,81 @@ def _stamp(path: Path) -> int | None:
 
 def run(cfg: DictConfig) -> RunResult:
     """Train and measure one run described by `cfg` (see conf/config.yaml) and record it."""
-    world = D.adopt(cfg)  # before the run id: a launcher's world size is part of it
+    world = distributed.adopt(cfg)  # before the run id: a launcher's world size is part of it
     rid = make_run_id(cfg)
     run_dir = run_dir_for(cfg, rid)
     reused = _reuse(run_dir, rid, bool(cfg.force))
     if reused:
         return reused
-    if world.size == 1 and D.world_size(cfg) > 1:
-        check_config(cfg)  # bad input fails here in one line, not in every rank
-        return _spawned(cfg, run_dir, rid)
+    if world.size == 1 and distributed.world_size(cfg) > 1:
+        _, _, settings = check_config(cfg)  # bad input fails here in one line, not in every rank
+        return _spawned(cfg, run_dir, rid, settings)
     seen = _stamp(run_dir / RESULT)
     device, skip_reason = resolve_device(cfg.device)
     threads = resolve_threads(cfg.threads)
     if cfg.threads == "auto" and world.local_size > 1 and "LOCAL_WORLD_SIZE" in os.environ:  # torchrun's ranks share the cores
         threads = max(1, threads // world.local_size)
     torch.set_num_threads(threads)
-    data, model, steps = check_config(cfg, materialize=True)
+    data, model, settings = build_run(cfg)
     with claim(run_dir, rid) if world.main else contextlib.nullcontext():  # rank 0 holds the run's lock
         # Trained by another process while we waited (with force: retrained since we looked): reuse it.
         if _stamp(run_dir / RESULT) != seen and (reused := _reuse(run_dir, rid, force=False)):
             return reused
+        if skip_reason:
+            return _finish(_record(cfg, rid, settings), run_dir, "skipped", skip_reason, {}, [], None, world.main)
+        job = _Job(cfg, settings, rid, run_dir, world, distributed.device_for(world, device), threads)
         with interruptible():
-            return _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, world)
+            return _train(job, data, model)
 
 
-def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, world=D.World()) -> RunResult:
-    batch, flops_per_example = int(cfg.trainer.batch_size), model.flops_per_example()
-    record = {"run_id": rid, "status": "running", "reason": None,
-              "config": OmegaConf.to_container(cfg, resolve=True), "env": None, "metrics": {}}
-    if skip_reason:
-        return _finish(record, run_dir, "skipped", skip_reason, {}, [], None, world.main)
-    device = D.device_for(world, device)
-    record["env"] = environment(device, threads)
+@dataclass(frozen=True)
+class _Job:
+    """One run as `run` resolved it: its config and settings, id and folder, ranks, device and CPU threads."""
+
+    cfg: DictConfig
+    settings: RunSettings
+    rid: str
+    run_dir: Path
+    world: distributed.World
+    device: torch.device
+    threads: int
+
+
+def _record(cfg: DictConfig, rid: str, settings: RunSettings) -> dict[str, Any]:
+    """result.json before training: status running, the config asked for and the settings it resolved to."""
+    return {"run_id": rid, "status": "running", "reason": None, "config": OmegaConf.to_container(cfg, resolve=True),
+            "settings": settings.record(), "env": None, "metrics": {}}
+
+
+def _train(job: _Job, data: Dataset, model: torch.nn.Module) -> RunResult:
+    cfg, rid, run_dir, world, device = job.cfg, job.rid, job.run_dir, job.world, job.device
+    record = _record(cfg, rid, job.settings)
+    record["env"] = environment(device, job.threads)
     ckpt = Checkpointer(run_dir, cfg.trainer.checkpoint_every, cfg.trainer.keep_checkpoint, save_files=world.main)
     if world.main:  # only rank 0 writes files
         write_result(run_dir, record)  # 'running': a killed run is retrained on resume
         for stale in (TRACEBACK, HISTORY):  # from an earlier (forced) attempt
             (run_dir / stale).unlink(missing_ok=True)
-        D.clear_failures(run_dir)
+        distributed.clear_failures(run_dir)
         if cfg.force:
             ckpt.path.unlink(missing_ok=True)  # a forced rerun starts from step 0
     n_total, n_non_emb = param_counts(model)
-    base = {"params": n_total, "params_non_embedding": n_non_emb, "steps_planned": steps,
-            "flops_per_example": flops_per_example, **data.spec.info,
+    base = {"params": n_total, "params_non_embedding": n_non_emb, "flops_per_example": model.flops_per_example(),
+            **data.spec.info,
             "unique_train_tokens": data.unique_train_tokens}  # what one epoch reads (null: a fresh stream)
     tracker = None
     try:
-        tracker = Tracker(cfg, run_dir, rid) if world.main else None  # inside: a signal during wandb's start is recorded too
-        D.join(cfg, world, device)
+        # inside the try: a signal during wandb's start is recorded too
+        tracker = Tracker(cfg, job.settings.record(), run_dir, rid) if world.main else None
+        distributed.join(cfg, world, device)
         data = data.to(device)
         model.to(device)
-        memory = M.MemoryMeter(device)
-        tpe = data.spec.tokens_per_example
-        progress = Progress(rid, steps)
+        memory = metrics.MemoryMeter(device)
+        progress = Progress(rid, job.settings.steps)
 
         def on_log(row: dict) -> None:
-            row["tokens_per_s"] = M.step_throughput(row["step_time_s"], batch, tpe)
+            row["tokens_per_s"] = metrics.step_throughput(row["step_time_s"], job.settings.batch_size,
+                                                          data.spec.tokens_per_example)
             row["mem_bytes"] = memory.current_bytes()
             if world.main:
                 tracker.log(row, row["step"])
@@ -240,17 +263,18 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
 
         t0 = time.perf_counter()
         with ckpt:
-            outcome = train(model, data, cfg, steps, device, cfg.seed, on_log, ckpt, world)
+            outcome = train(model, data, cfg, job.settings, device, cfg.seed, on_log, ckpt, world)
         wall = time.perf_counter() - t0
-        peak = D.max_over_ranks(memory.peak(), world, device)
-        comm = {"allreduce_s": D.allreduce_time(model, world, device)} if world.size > 1 else {}
+        peak = distributed.max_over_ranks(memory.peak(), world, device)
+        comm = {"allreduce_s": distributed.allreduce_time(model, world, device)} if world.size > 1 else {}
         if not world.main:
             return RunResult("ok", None, {}, pd.DataFrame(outcome.history), run_dir, rid)
-        found = _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall, world.size)
+        found = _measure(job, model, data, outcome, wall)
         found.update(**peak, **comm, mem_kind=memory.kind, checkpoints=ckpt.saves, checkpoint_s=ckpt.save_s,
                      resumed_from_step=ckpt.resumed_from, trunk_step=outcome.trunk_step)
         if world.size > 1:
-            found["scaling_efficiency"] = D.scaling_efficiency(run_dir.parent, record["config"], found["tokens_per_s"])
+            found["scaling_efficiency"] = distributed.scaling_efficiency(run_dir.parent, record["config"],
+                                                                         found["tokens_per_s"])
         ckpt.remove()
         return _finish(record, run_dir, "ok", None, {**base, **found}, outcome.history, tracker)
     except Diverged as e:  # every rank sees the same (all-reduced) loss, so all stop here together
@@ -277,44 +301,42 @@ def _train(cfg, rid, run_dir, data, model, steps, device, skip_reason, threads, 
             write_atomic(run_dir / TRACEBACK, traceback.format_exc())
         return _finish(record, run_dir, status, reason, base, [], tracker)
     finally:
-        D.leave(world)
+        distributed.leave(world)
         if device is not None and device.type == "cuda":
             torch.cuda.empty_cache()
 
 
-def _measure(cfg, model, data, outcome, device, threads, batch, flops_per_example, wall, ranks=1) -> dict[str, Any]:
+def _measure(job: _Job, model: torch.nn.Module, data: Dataset, outcome: TrainOutcome, wall: float) -> dict[str, Any]:
     """Everything measured after training: losses, counts, speed, FLOPs, MFU, attention cost.
 
-    Speeds are global (all `ranks`); the MFU denominator is the peak of all ranks together."""
-    tpe = data.spec.tokens_per_example
-    precision = cfg.trainer.precision
+    Speeds are global (all ranks); the MFU denominator is the peak of all ranks together."""
+    cfg, settings, device = job.cfg, job.settings, job.device
+    tpe, batch, ranks, precision = (data.spec.tokens_per_example, settings.batch_size, settings.world_size,
+                                    settings.precision)
     if cfg.peak_flops_per_s is not None:
         peak = positive("peak_flops_per_s", cfg.peak_flops_per_s, integer=False)
     elif device.type == "cuda":
-        peak = M.gpu_peak(torch.cuda.get_device_name(device), precision)
+        peak = metrics.gpu_peak(torch.cuda.get_device_name(device), precision)
     elif device.type == "cpu":
-        peak = M.cpu_peak(precision, threads)
+        peak = metrics.cpu_peak(precision, job.threads)
     else:
         peak = None
     peak = peak * ranks if peak else peak
-    warmup, compiled = int(cfg.trainer.timing_warmup_steps), bool(cfg.trainer.get("compile", False))
+    warmup, compiled = int(cfg.trainer.timing_warmup_steps), settings.compile
     warmup = max(warmup, 1) if compiled else warmup  # the compiling step never counts as a timed step
-    timing = M.step_time_stats(outcome.step_times, warmup)
+    timing = metrics.step_time_stats(outcome.step_times, warmup)
     if warmup and len(outcome.step_times) <= warmup:
         log.warning("%d steps, not more than trainer.timing_warmup_steps=%d: the speed metrics time every step, "
                     "warm-up included (timed_steps)", outcome.steps, warmup)
     if compiled:
-        timing["compile_s"] = M.compile_overhead(outcome.step_times, warmup, timing["step_time_s"])
-    used = M.totals(outcome.steps, batch, tpe, flops_per_example, outcome.step_times, outcome.data_time_s)
+        timing["compile_s"] = metrics.compile_overhead(outcome.step_times, warmup, timing["step_time_s"])
+    used = metrics.totals(outcome.steps, batch, tpe, model.flops_per_example(), outcome.step_times, outcome.data_time_s)
     found = {"train_loss": outcome.train_loss, "val_loss": outcome.val_loss, "val_loss_sampled": outcome.val_loss_sampled,
              "val_accuracy": outcome.val_accuracy, "val_accuracy_shifted": outcome.val_accuracy_shifted,
-             "steps": outcome.steps, **used,
-             "wall_s": wall, "epochs": epochs(used["tokens"], data), "lr_peak": outcome.lr_peak, **timing,
-             **M.throughput(timing["step_time_s"], batch, tpe, used["flops_per_step"], peak)}
+             "steps": outcome.steps, **used, "wall_s": wall, "epochs": epochs(used["tokens"], data), **timing,
+             **metrics.throughput(timing["step_time_s"], batch, tpe, used["flops_per_step"], peak)}
     if hasattr(model, "attention_flops_per_example"):
-        found.update(M.attention_cost(model, micro_batch(cfg, ranks), device, precision))
-    if ranks > 1:
-        found.update(world_size=ranks, batch_per_rank=batch // ranks)
+        found.update(metrics.attention_cost(model, settings.micro_batch, device, precision))
     return found
 
 
@@ -333,7 +355,7 @@ def _deaf():
             signal.signal(sig, old)
 
 
-def _rank_failed(record: dict, run_dir: Path, world: D.World, status: str | None, reason: str, trace: str,
+def _rank_failed(record: dict, run_dir: Path, world: distributed.World, status: str | None, reason: str, trace: str,
                  base: dict, tracker: Tracker | None) -> None:
     """A rank of a data-parallel run failed (`status` failed/oom) or was stopped (`status` None).
 
@@ -341,10 +363,10 @@ def _rank_failed(record: dict, run_dir: Path, world: D.World, status: str | None
     cause: the others fail after it), with that rank's traceback, else its own interruption."""
     with _deaf():
         if status is not None:
-            D.note_failure(run_dir, world, status, reason, trace)
+            distributed.note_failure(run_dir, world, status, reason, trace)
         if not world.main:
             return
-        cause = D.first_failure(run_dir)
+        cause = distributed.first_failure(run_dir)
         if cause is None:
             _finish(record, run_dir, "failed", reason, base, [], tracker)
             return
@@ -353,20 +375,19 @@ def _rank_failed(record: dict, run_dir: Path, world: D.World, status: str | None
         _finish(record, run_dir, cause["status"], f"rank {cause['rank']} failed: {cause['reason']}", base, [], tracker)
 
 
-def _spawned(cfg: DictConfig, run_dir: Path, rid: str) -> RunResult:
+def _spawned(cfg: DictConfig, run_dir: Path, rid: str, settings: RunSettings) -> RunResult:
     """`dist.nproc` > 1 from a plain process: the elastic launcher trains the run; rank 0 has written it."""
     try:
-        D.spawn(cfg, D.world_size(cfg), _rank_main)
-    except D.RankFailed as e:
+        distributed.spawn(cfg, distributed.world_size(cfg), _rank_main)
+    except distributed.RankFailed as e:
         record, _ = inspect_result(run_dir)
         if record and record["status"] != "running" and not e.lost:  # rank 0 recorded the first failure
             return RunResult(record["status"], record.get("reason"), record.get("metrics", {}), pd.DataFrame(),
                              run_dir, rid)
-        record = {"run_id": rid, "config": OmegaConf.to_container(cfg, resolve=True), "env": None,
-                  **(record or {})}
-        cause = None if e.lost else D.first_failure(run_dir)  # rank 0 was killed before it could record it
+        record = {**_record(cfg, rid, settings), **(record or {})}
+        cause = None if e.lost else distributed.first_failure(run_dir)  # rank 0 was killed before it could record it
         if cause is not None:
-            e = D.RankFailed(cause["rank"], cause["reason"], cause["traceback"])
+            e = distributed.RankFailed(cause["rank"], cause["reason"], cause["traceback"])
         if not (e.lost and (run_dir / TRACEBACK).exists()):  # a lost rank has none: keep rank 0's, its consequence
             write_atomic(run_dir / TRACEBACK, e.traceback)
         return _finish(record, run_dir, "failed", str(e), record.get("metrics") or {}, [], None)

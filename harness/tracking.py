@@ -51,7 +51,8 @@ def drop_offline(dir: Path, run_id: str) -> None:
 class Tracker:
     """Thin guard around a wandb run; every call is a no-op once logging is off or has failed."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: str):
+    def __init__(self, cfg: DictConfig, settings: dict[str, Any], run_dir: Path, run_id: str):
+        """A wandb run whose config is the run's config and its resolved `settings` (as `settings.*`)."""
         self.run = None
         lcfg = cfg.logger
         if lcfg.name == "none" or lcfg.get("mode") == "disabled":
@@ -62,7 +63,7 @@ class Tracker:
             self.run = open_wandb(
                 project=lcfg.project, entity=lcfg.entity, group=lcfg.group, job_type=lcfg.job_type,
                 tags=list(lcfg.tags), name=f"{cfg.study}-{run_id}", id=run_id, resume="allow",
-                mode=lcfg.mode, dir=wandb_dir, config=flatten(OmegaConf.to_container(cfg, resolve=True)))
+                mode=lcfg.mode, dir=wandb_dir, config={**flatten(OmegaConf.to_container(cfg, resolve=True)), **flatten(settings, "settings.")})
         except Exception as e:  # noqa: BLE001 - wandb may fail in many ways; the run must go on
             self._disable(e)
 

@@ -21,6 +21,7 @@ from harness.distributed import World, mean, no_sync, shard, world_size, wrap
 from harness.data import Dataset
 from harness.data.base import IGNORE
 from harness.metrics import sync
+from harness.settings import RunSettings
 
 if TYPE_CHECKING:
     from harness.checkpoint import Checkpointer
@@ -101,7 +102,6 @@ class TrainOutcome:
     val_loss_sampled: float | None = None  # the drawn tokens' loss, where val_loss is exact (data.truth)
     val_accuracy: float | None = None      # ce tasks
     val_accuracy_shifted: float | None = None  # images with data.eval_shift: on the shifted validation images
-    lr_peak: float = float("nan")  # the LR after warmup (optim.lr, scaled by the size rule if one is set)
     trunk_step: int | None = None  # trainer.branch: the shared trunk's step this run started from (None: step 0)
 
 
@@ -146,26 +146,9 @@ def check_step_cap(cfg: DictConfig, steps: int) -> int:
          f"(at 1 ms per step it would take {steps * 1e-3 / 3600:.3g} hours = {years:.3g} years)")
 
 
-@dataclass
-class Settings:
-    """The checked trainer and optimizer keys the loop needs."""
-
-    micro_batch: int                   # per rank: batch_size / (world size x grad_accum)
-    accum: int
-    precision: str
-    eval_samples: int
-    compile: bool = False
-
-
-def micro_batch(cfg: DictConfig, world: int | None = None) -> int:
-    """Examples per rank per micro-step: trainer.batch_size / (world x trainer.grad_accum); `world` defaults to
-    the ranks the config asks for (dist.nproc). The one derivation: training, measuring and planning use it."""
-    world = world_size(cfg) if world is None else world
-    return int(cfg.trainer.batch_size) // (int(cfg.trainer.grad_accum) * world)
-
-
-def check_training(cfg: DictConfig) -> Settings:
-    """Check every trainer/optim key the loop reads; ConfigError names the first bad one."""
+def check_training(cfg: DictConfig) -> None:
+    """Check every trainer/optim key the loop reads; ConfigError names the first bad one
+    (`harness.settings.resolve_settings` calls it once per run)."""
     tcfg, ocfg = cfg.trainer, cfg.optim
     batch = positive("trainer.batch_size", tcfg.batch_size)
     accum = positive("trainer.grad_accum", tcfg.grad_accum)
@@ -174,7 +157,7 @@ def check_training(cfg: DictConfig) -> Settings:
     world = world_size(cfg)
     if batch % (accum * world):
         fail("trainer.batch_size", batch, f"must be divisible by dist.nproc x trainer.grad_accum = {world} x {accum}")
-    precision = choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
+    choose("trainer.precision", tcfg.precision, ["fp32", "bf16"])
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
     positive("optim.lr", ocfg.lr, integer=False)
@@ -206,8 +189,7 @@ def check_training(cfg: DictConfig) -> Settings:
     compiled = tcfg.get("compile", False)
     if not isinstance(compiled, bool):
         fail("trainer.compile", compiled, "must be true or false")
-    return Settings(micro_batch(cfg, world), accum, precision, positive("trainer.eval_samples", tcfg.eval_samples),
-                    compiled)
+    positive("trainer.eval_samples", tcfg.eval_samples)
 
 
 def _check_branch(cfg: DictConfig, world: int) -> None:
@@ -243,9 +225,8 @@ def peak_lr(cfg: DictConfig, n_params: int, tokens: float) -> float:
     return lr
 
 
-def make_optimizer(model: nn.Module, cfg: DictConfig, tokens: float) -> torch.optim.Optimizer:
-    """AdamW or SGD with momentum, from a config checked by `check_training`, for a run of `tokens` tokens."""
-    lr = peak_lr(cfg, sum(p.numel() for p in model.parameters() if p.requires_grad), tokens)
+def make_optimizer(model: nn.Module, cfg: DictConfig, lr: float) -> torch.optim.Optimizer:
+    """AdamW or SGD with momentum at peak LR `lr`, from a config checked by `check_training`."""
     if cfg.name == "adamw":
         # fused: one kernel per step on CUDA instead of a dozen per parameter group (issue 21's MFU)
         fused = next(model.parameters()).is_cuda
@@ -254,13 +235,18 @@ def make_optimizer(model: nn.Module, cfg: DictConfig, tokens: float) -> torch.op
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def warmup_steps(cfg: DictConfig, steps: int) -> int:
+    """Warmup steps of a run of `steps` steps: warmup_fraction of them, else warmup_steps."""
+    fraction = cfg.get("warmup_fraction")
+    return round(float(fraction) * steps) if fraction is not None else int(cfg.warmup_steps)
+
+
 def lr_schedule(cfg: DictConfig, steps: int) -> Callable[[int], float]:
     """Multiplier of the peak LR at each step: linear warmup (warmup_fraction of the run, else warmup_steps),
     then constant, or cosine / linear decay to min_lr_ratio at the run's own last step, or (wsd) constant and a
     linear decay to min_lr_ratio over the last decay_fraction of the run (harness/branches.py)."""
     kind = cfg.schedule
-    fraction = cfg.get("warmup_fraction")
-    warmup = round(float(fraction) * steps) if fraction is not None else int(cfg.warmup_steps)
+    warmup = warmup_steps(cfg, steps)
     floor = float(cfg.min_lr_ratio)
     stable = decay_start(steps, float(cfg.get("decay_fraction", 0.2))) if kind == "wsd" else warmup
 
@@ -323,34 +309,36 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
     return Evaluation(sampled / count, None, accuracy)
 
 
-def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: torch.device, seed: int,
+def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSettings, device: torch.device, seed: int,
           on_log: Callable[[dict], None] = lambda row: None, ckpt: "Checkpointer | None" = None,
           world: World = World()) -> TrainOutcome:
-    """Train `model` for `steps` optimizer steps of `trainer.batch_size` examples; raise Diverged by the rule above.
+    """Train `model` for `settings.steps` optimizer steps of `settings.batch_size` examples, by the run's resolved
+    settings; raise Diverged by the rule above.
 
     With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval; with
     `trainer.branch` too, from its trunk's latest state before its decay (harness/branches.py). In a
     data-parallel `world` each rank trains on its slice of every global batch through DistributedDataParallel.
     """
-    checked = check_training(cfg)
-    tokens = steps * checked.micro_batch * checked.accum * world.size * data.spec.tokens_per_example
-    opt = make_optimizer(model, cfg.optim, tokens)
+    steps = settings.steps
+    opt = make_optimizer(model, cfg.optim, settings.lr_peak)
     sampler = data.sampler(seed)  # batch order: same seed, same batches
-    out, state = TrainOutcome(lr_peak=opt.param_groups[0]["lr"]), None
+    out, state = TrainOutcome(), None
     loop = ckpt.restore(model, opt, sampler) if ckpt is not None else None
     if loop is not None:
         loop.pop("first_loss", None)  # a checkpoint from before the validation reference: it is measured below
+        loop.pop("lr_peak", None)  # a checkpoint from before the run's settings held it
         state = loop.pop("divergence", None)
         out = TrainOutcome(**loop)
     branch_at = decay_start(steps, float(cfg.optim.decay_fraction)) if cfg.trainer.get("branch") and ckpt else None
-    trunk = (Trunk(ckpt.path.parent.parent, trunk_id(cfg, model, out.lr_peak))
+    trunk = (Trunk(ckpt.path.parent.parent, trunk_id(cfg, model, settings.lr_peak))
              if branch_at and out.steps < branch_at else None)
-    tcfg, accum, micro, eval_n = cfg.trainer, checked.accum, checked.micro_batch, checked.eval_samples
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked.precision == "bf16")
-    factor, base_lr, lossf = lr_schedule(cfg.optim, steps), out.lr_peak, loss_fn(data.spec.loss)
+    tcfg, accum, micro, eval_n = cfg.trainer, settings.grad_accum, settings.micro_batch, settings.eval_samples
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+    factor, base_lr, lossf = lr_schedule(cfg.optim, steps), settings.lr_peak, loss_fn(data.spec.loss)
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
     with trunk or contextlib.nullcontext():  # the trunk's lock, held until this run has saved its branch point
         if trunk is not None and loop is None and (loop := trunk.restore(model, opt, sampler, branch_at)):
+            loop.pop("lr_peak", None)  # a trunk saved before the run's settings held it
             state = loop.pop("divergence", None)
             out = TrainOutcome(**{**loop, "trunk_step": loop["steps"]})
         check = DivergenceCheck(**state) if state else DivergenceCheck(evaluate(model, data, eval_n, micro, autocast).loss)
@@ -358,7 +346,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, steps: int, device: 
         model.train()
         # Training steps only: evaluation stays eager (eval mode would compile a second graph). A compiler
         # failure (no C++ compiler, unsupported op) raises at the first step and the run ends `failed`.
-        forward = torch.compile(net, dynamic=False) if checked.compile else net
+        forward = torch.compile(net, dynamic=False) if settings.compile else net
         for step in range(out.steps, steps):
             t0 = time.perf_counter()
             for group in opt.param_groups:

@@ -26,8 +26,8 @@ def test_two_gloo_ranks_reproduce_one_process_at_every_step(runs):
     assert len(a) == len(b) == 20
     assert (abs(a - b) <= 1e-5 * abs(a)).all(), abs(a - b) / abs(a)
     assert two.metrics["val_loss"] == pytest.approx(one.metrics["val_loss"], rel=1e-5)
-    m = two.metrics
-    assert m["world_size"] == 2 and m["batch_per_rank"] == 8 and m["allreduce_s"] > 0
+    m, used = two.metrics, json.loads((two.run_dir / "result.json").read_text())["settings"]
+    assert used["world_size"] == 2 and used["micro_batch"] * used["grad_accum"] == 8 and m["allreduce_s"] > 0
     assert m["tokens_per_s"] == pytest.approx(16 * 32 / m["step_time_s"])  # global, not per rank
     assert m["peak_mem_bytes"] > 0
     assert not list((two.run_dir.parent).glob("*/checkpoint.pt"))
@@ -75,7 +75,7 @@ def test_torchrun_gives_the_same_result_as_dist_nproc(runs, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     [result] = Path(tmp_path / "torchrun").rglob("result.json")
     record = json.loads(result.read_text())
-    assert record["run_id"] == spawned.run_id and record["metrics"]["world_size"] == 2
+    assert record["run_id"] == spawned.run_id and record["settings"]["world_size"] == 2
     history = pd.read_parquet(result.parent / "history.parquet")
     assert (history["train_loss"].to_numpy() == spawned.history["train_loss"].to_numpy()).all()
 

@@ -106,6 +106,22 @@ def test_budgets_in_tokens_and_flops_become_steps(runs):
     assert res.metrics["steps"] == 7
 
 
+def test_result_and_table_record_the_settings_the_run_used(runs):
+    """The LR rule's peak LR, not optim.lr, is what the run trained at: settings.lr_peak in result.json and the table."""
+    from harness.collect import collect
+
+    cfg = compose(small("mlp", runs, "trainer.grad_accum=2", "trainer.max_steps=5", "optim.schedule=constant",
+                        "optim.warmup_steps=0", "optim.lr_exponent=-0.5", "optim.lr_ref_params=100"))
+    res = run(cfg)
+    used = json.loads((res.run_dir / "result.json").read_text())["settings"]
+    assert used["lr_peak"] == pytest.approx(float(cfg.optim.lr) * (res.metrics["params"] / 100) ** -0.5)
+    assert res.history["lr"].max() == pytest.approx(used["lr_peak"])
+    assert (used["steps"], used["batch_size"], used["grad_accum"], used["micro_batch"]) == (5, 16, 2, 8)
+    assert used["tokens"] == res.metrics["tokens"] and used["world_size"] == 1
+    row = collect(res.run_dir.parent).set_index("run_id").loc[res.run_id]
+    assert row["settings.lr_peak"] == used["lr_peak"] != row["optim.lr"]
+
+
 def test_grad_accumulation_and_bf16_run(runs):
     res = run(compose(small("mlp", runs, "trainer.grad_accum=4", "trainer.precision=bf16", "trainer.max_steps=5")))
     assert res.status == "ok" and res.metrics["samples"] == 5 * 16

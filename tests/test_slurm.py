@@ -50,7 +50,7 @@ def test_two_task_job_trains_one_data_parallel_run(slurm_cluster, runs, tmp_path
     out = harness(*args, "dist.nproc=2")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     [record] = results(runs)
-    assert record["status"] == "ok" and record["metrics"]["world_size"] == 2
+    assert record["status"] == "ok" and record["settings"]["world_size"] == 2
     one = run(compose(args[:-1] + [f"out_dir={tmp_path}/one"]))
     history = pd.read_parquet(Path(runs) / "single" / record["run_id"] / "history.parquet")
     a, b = one.history["train_loss"].to_numpy(), history["train_loss"].to_numpy()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from analysis.claims.claim import ORDER
-from harness.config import ConfigError, choose, exit_bad_input, key_values
+from harness.config import bad_input_exits, choose, command_args, key_values
 
 OWN_KEYS = ("scale", "claim", "out_dir")
 
@@ -27,14 +27,11 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `harness-claims`."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
+    argv = command_args(argv, __doc__)
+    if argv is None:
         return
-    try:
+    with bad_input_exits():
         own, extra = parse(argv)
-    except ConfigError as e:
-        exit_bad_input(e)
     from analysis.claims import all_claims
     from analysis.claims.lab import Lab
     from analysis.claims.report import run_claims, write

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import compose, run
-from harness.build import check_config
+from harness.build import build_run
 
 STEPS = 40
 OVERRIDES = ["model=transformer", "model.d_model=128", "model.n_layers=4", "model.n_heads=4", "data.seq_len=128",
@@ -21,7 +21,7 @@ OVERRIDES = ["model=transformer", "model.d_model=128", "model.n_layers=4", "mode
 
 def bare_loop(cfg) -> float:
     """The loop a person writes by hand: sample, forward, loss, backward, step. Returns seconds for STEPS."""
-    data, model, _ = check_config(cfg, materialize=True)
+    data, model, _ = build_run(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
     sampler = data.sampler(0)
     t = time.perf_counter()
