@@ -1,7 +1,8 @@
 """`harness-forecast`: fit a law on a ladder of small runs, write the forecast down, train the larger runs, score.
 
     harness-forecast scale=smoke|cpu|gpu [task=facts|markov|pycode] [task_seed=0] [ladder=cosine|branches]
-                     [out_dir=runs] [step=STEP] [bootstrap=200] [any Hydra override, e.g. logger=none]
+                     [out_dir=runs] [step=STEP|plan] [bootstrap=200] [calibrate=true|false]
+                     [any Hydra override, e.g. logger=none]
 
 Tasks: `facts` (Zipf-distributed key -> value records: a known floor and known exponents), `markov` (the scale's
 Zipf chain), `pycode` (Python source bytes, no known floor). `task_seed=K` draws another instance of a
@@ -18,6 +19,8 @@ of `sweeps/forecast.yaml` into `<out_dir>/<study>/` (`forecast`, or `forecast_<t
   register  fit the laws on the ladder only -> forecast.json, never rewritten once a target run exists
   targets   the target runs (10x, 30x the largest fit budget; 2 seeds), sized and predicted in forecast.json
   score     forecasts vs measured -> report/report.md, report/fits.json, report/figures/
+`step=plan` runs nothing: runs, FLOPs and wall time of each training stage and the total (analysis/forecast_plan.py;
+calibrate=false: the reference machine's efficiency, without this machine's probe, as for harness-plan).
 Re-running resumes like any study: finished runs are reused and a pre-registered forecast never changes.
 """
 from __future__ import annotations
@@ -38,7 +41,7 @@ from harness.results import RESULT, write_atomic
 TASKS = ("markov", "facts", "pycode")  # markov: the scale's Zipf chain (sweeps/forecast.yaml grid.<scale>.task)
 INSTANCE_KEY = {"markov": "data.chain_seed", "facts": "data.task_seed"}  # what task_seed sets, per task
 STEPS = ("lr", "ladder", "noise", "register", "targets", "score")
-OWN_KEYS = ("scale", "task", "task_seed", "ladder", "out_dir", "step", "bootstrap")
+OWN_KEYS = ("scale", "task", "task_seed", "ladder", "out_dir", "step", "bootstrap", "calibrate")
 LADDERS = ("cosine", "branches")
 
 
@@ -233,10 +236,11 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
     """This command's own key=value arguments, and the overrides passed on to every stage."""
     given, extra = key_values(argv, OWN_KEYS, passthrough=True)
     own = {"scale": "smoke", "task": "markov", "task_seed": "0", "ladder": "cosine", "out_dir": "runs", "step": "all",
-           "bootstrap": "200", **given}
+           "bootstrap": "200", "calibrate": "true", **given}
     choose("scale", own["scale"], ["smoke", "cpu", "gpu"])
     choose("task", own["task"], TASKS)
-    choose("step", own["step"], ("all", *STEPS))
+    choose("step", own["step"], ("all", *STEPS, "plan"))
+    own["calibrate"] = choose("calibrate", own["calibrate"], ("true", "false")) == "true"
     choose("ladder", own["ladder"], LADDERS)
     own["bootstrap"] = positive("bootstrap", own["bootstrap"])
     own["task_seed"] = non_negative("task_seed", own["task_seed"])
@@ -255,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     with bad_input_exits():
         own, extra = parse(argv)
         f = Forecast(own["scale"], own["task"], own["out_dir"], extra, own["task_seed"], own["ladder"])
+        if own["step"] == "plan":
+            from analysis.forecast_plan import plan_forecast
+
+            print(f"forecast {f.study} (scale={f.scale}, task={f.task}, ladder={f.schedule}): every stage, nothing runs")
+            plan_forecast(f.base, f.scale, f.dir, own["calibrate"])
+            return
         steps = STEPS if own["step"] == "all" else (own["step"],)
         for step in steps:
             if step in ("register", "score"):

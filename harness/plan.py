@@ -1,5 +1,6 @@
-"""`harness-plan`: what a study will cost (runs, FLOPs, time, memory) before it runs. Only the GPU check
-(`tests/gpu_check.py`) imports it, for `estimate`."""
+"""`harness-plan`: what a study will cost (runs, FLOPs, time, memory) before it runs. The GPU check
+(`tests/gpu_check.py`) imports its `estimate`; `harness-forecast step=plan` (analysis/forecast_plan.py) its
+estimate and time model."""
 from __future__ import annotations
 
 import json
@@ -14,18 +15,18 @@ from harness.memory import WEIGHT_BYTES, format_bytes, state_bytes
 from harness.models.layers import count_params
 
 # Time = FLOPs / (peak x wall-clock efficiency(params)) + the study's start + a gap per run. Without finished
-# runs in the study, the cpu default is the wall-clock efficiency of transformer runs (3e3-3.2e5 parameters,
-# the isoflop smoke study and two cpu-size runs) on this project's 2-core machine while other jobs shared it;
-# the start and gap were measured on the same study. See docs/benchmarks.md ("harness-plan vs wall time").
+# runs in the study, the cpu default is the wall-clock efficiency fitted on the reference machine (a 2-core Intel
+# Xeon VM), rescaled to this machine by a short cached probe (harness/calibrate.py) unless calibrate=false;
+# the start and gap were measured on the reference machine. See docs/benchmarks.md ("harness-plan vs wall time").
 DEFAULT_EFFICIENCY = {
     # fitted on `harness -m sweep=params|architectures scale=cpu hydra/launcher=joblib` (docs/benchmarks.md)
-    "cpu": MfuModel("wall_mfu", "default, measured on the 2-core machine (docs/benchmarks.md)", {
+    "cpu": MfuModel("wall_mfu", "the reference default (fitted on the 2-core Intel Xeon VM, docs/benchmarks.md)", {
         "cnn": EfficiencyCurve("cnn", 0.4335, -5.8203, (9941, 1000030), 9),
         "mlp": EfficiencyCurve("mlp", 0.7443, -11.3181, (9910, 1000162), 9),
         "rnn": EfficiencyCurve("rnn", 0.3280, -4.3646, (10336, 1003936), 12),
         "transformer": EfficiencyCurve("transformer", 0.4660, -6.6840, (9980, 999984), 9),
         "all": EfficiencyCurve("all", 0.4875, -6.9239, (9910, 1003936), 39)}),
-    "cuda": constant(0.3, "default 0.3 (not measured)", "wall_mfu"),
+    "cuda": constant(0.3, "the reference default 0.3 (not measured)", "wall_mfu"),
 }
 STUDY_START_S = 8.0  # process start, composing and checking every job, before the first run
 RUN_GAP_S = 0.6  # per run, outside its own wall_s: launcher, wandb start, writing results
@@ -121,25 +122,68 @@ def recorded_efficiency(study_dir) -> dict[str, MfuModel]:
     for device in ("cpu", "cuda"):
         rows = table[table["env.device"].astype(str).str.startswith(device)]
         try:
-            models[device] = fit_mfu(rows, "wall_mfu", source=f"the runs recorded in {study_dir}")
+            models[device] = fit_mfu(rows, "wall_mfu", source=f"the study's finished runs in {study_dir}")
         except ValueError:
             pass
     return models
 
 
-USAGE = """harness-plan sweep=NAME [scale=smoke|cpu|gpu] [gpu=H100] [mfu=F] [mem_gib=G] [overrides]
+def efficiency_models(devices: set[str], study_dir, mfu: float | None = None,
+                      calibrate: bool = True) -> dict[str, MfuModel]:
+    """Wall-clock efficiency per device used: a given `mfu=`, else the study's finished runs, else (cpu) the
+    reference default rescaled by this machine's cached probe (`calibrate`), else the reference default."""
+    if mfu:
+        return {d: constant(mfu, "mfu=", "wall_mfu") for d in devices}
+    recorded = recorded_efficiency(study_dir)
+    models = {}
+    for d in devices:
+        if d in recorded:
+            models[d] = recorded[d]
+        elif d == "cpu" and calibrate:
+            from harness.calibrate import calibrated
+
+            models[d] = calibrated(DEFAULT_EFFICIENCY[d])
+        else:
+            models[d] = DEFAULT_EFFICIENCY[d]
+    return models
+
+
+def run_seconds(cfg: DictConfig, plan: dict, model: MfuModel, gpu: str, threads: int) -> tuple[float, str]:
+    """(planned wall seconds of one run: FLOPs / (peak x efficiency) + RUN_GAP_S, or NaN without a peak;
+    the efficiency's note, empty unless it clamped)."""
+    from harness.metrics import cpu_peak, gpu_peak
+
+    cuda = plan["device"] == "cuda"
+    peak = gpu_peak(gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
+    mfu, note = model.predict(plan["params"], cfg.model.name)
+    rate = (peak or 0) * mfu
+    return (plan["flops"] / rate + RUN_GAP_S if rate else float("nan")), note
+
+
+def wall_time(seconds: list[float], jobs: int) -> float:
+    """A study's planned wall seconds: STUDY_START_S, then each run on the first free of `jobs` workers."""
+    workers = [0.0] * jobs
+    for s in seconds:
+        workers[workers.index(min(workers))] += s if s == s else 0
+    return STUDY_START_S + max(workers)
+
+
+USAGE = """harness-plan sweep=NAME [scale=smoke|cpu|gpu] [gpu=H100] [mfu=F] [mem_gib=G] [calibrate=true|false]
+             [overrides]
 
 Runs, FLOPs, wall time and memory of a study before it starts. gpu: the GPU assumed for cuda runs (peak
 FLOP/s and memory, default H100); mfu: an assumed wall-clock MFU (default: fitted on the study's finished
-runs, else measured); mem_gib: memory per run to check against (default: the GPU's, or this machine's);
-any other key=value is a Hydra override, as for `harness -m`."""
+runs, else the reference machine's default rescaled to this one by a probe of under a second, cached per
+machine); calibrate=false: skip the probe (the reference default as it is); mem_gib: memory per run to check
+against (default: the GPU's, or this machine's); any other key=value is a Hydra override, as for `harness -m`."""
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib=] [overrides]`: a study's cost before it starts."""
+    """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib= calibrate=] [overrides]`: a study's cost before it
+    starts."""
     import sys
 
-    from harness.config import ConfigError, bad_input_exits, command_args, key_values, positive
+    from harness.config import ConfigError, bad_input_exits, choose, command_args, key_values, positive
     from harness.device import parallelism
     from harness.study import study_configs
 
@@ -150,23 +194,21 @@ def main(argv: list[str] | None = None) -> None:
         old = next((a for a in argv if a.startswith("--mem-gb")), None)
         if old:  # the one old flag whose key changed name (and unit: GiB, as it always meant)
             raise ConfigError(f"{old}: options are key=value now: mem_gib={old.partition('=')[2] or 'G'}")
-        own, overrides = key_values(argv, ("gpu", "mfu", "mem_gib"), passthrough=True)
+        own, overrides = key_values(argv, ("gpu", "mfu", "mem_gib", "calibrate"), passthrough=True)
         gpu = own.get("gpu", "H100")
         mfu = positive("mfu", own["mfu"], integer=False) if "mfu" in own else None
         mem_gib = positive("mem_gib", own["mem_gib"], integer=False) if "mem_gib" in own else None
+        calibrate = choose("calibrate", own.get("calibrate", "true"), ("true", "false")) == "true"
         primary, configs = study_configs(overrides, shape_only=True)
         plans = [estimate(c) for c in configs]
     jobs, threads = parallelism(primary.hydra.get("launcher"))
-    study_dir = f"{primary.out_dir}/{primary.study}"
-    given = constant(mfu, "mfu=", "wall_mfu") if mfu else None
-    recorded = {} if given else recorded_efficiency(study_dir)
-    models = {d: given or recorded.get(d) or DEFAULT_EFFICIENCY[d] for d in ("cpu", "cuda")}
+    models = efficiency_models({p["device"] for p in plans}, f"{primary.out_dir}/{primary.study}", mfu, calibrate)
     print(f"study {primary.study} (scale={primary.scale}): {len(configs)} runs")
-    workers, used, notes, warnings = _print_runs(configs, plans, models, gpu, mem_gib, jobs, threads)
-    total_time = STUDY_START_S + max(workers)
+    seconds, notes, warnings = _print_runs(configs, plans, models, gpu, mem_gib, threads)
+    total_time = wall_time(seconds, jobs)
     print(f"total: {sum(p['flops'] for p in plans):.2e} FLOPs, ~{total_time / 60:.1f} min ({total_time:.0f} s) of wall time "
           f"({jobs} job{'s' if jobs > 1 else ''} at once, {threads} thread{'s' if threads > 1 else ''} each)")
-    for d in sorted(used):
+    for d in sorted(models):
         print(f"time: wall-clock {models[d].describe()}; + {STUDY_START_S:g} s start, {RUN_GAP_S:g} s per run")
     for n in sorted(notes):
         print(f"note: {n}")
@@ -177,28 +219,23 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _print_runs(configs: list[DictConfig], plans: list[dict], models: dict[str, MfuModel], gpu: str,
-                mem_gib: float | None, jobs: int, threads: int) -> tuple[list[float], set, set, list[str]]:
-    """One line per run; (each parallel job's busy seconds, devices used, efficiency notes, memory warnings)."""
+                mem_gib: float | None, threads: int) -> tuple[list[float], set, list[str]]:
+    """One line per run; (each run's planned seconds, efficiency notes, memory warnings)."""
     import psutil
     from harness.hardware import GIB, gpu_memory
-    from harness.metrics import cpu_peak, gpu_peak
 
     print(f"{'run':>4} {'model':>12} {'params':>10} {'steps':>7} {'FLOPs':>9} {'time':>8} {'memory':>9}  device")
-    workers, used, notes, warnings = [0.0] * jobs, set(), set(), []  # runs go to the first free job
+    seconds, notes, warnings = [], set(), []
     for i, (cfg, p) in enumerate(zip(configs, plans)):
         cuda = p["device"] == "cuda"
-        peak = gpu_peak(gpu, cfg.trainer.precision) if cuda else cpu_peak(cfg.trainer.precision, threads)
         limit = mem_gib * GIB if mem_gib else (gpu_memory(gpu) or 80 * GIB) if cuda else psutil.virtual_memory().total
-        mfu, note = models[p["device"]].predict(p["params"], cfg.model.name)
-        used.add(p["device"])
+        s, note = run_seconds(cfg, p, models[p["device"]], gpu, threads)
+        seconds.append(s)
         if note:
             notes.add(note)
-        rate = (peak or 0) * mfu
-        seconds = p["flops"] / rate + RUN_GAP_S if rate else float("nan")
-        workers[workers.index(min(workers))] += seconds if seconds == seconds else 0
         mem = format_bytes(p["memory_bytes"]) + ("" if p["activations_counted"] else "*")
-        print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {seconds:>7.1f}s "
+        print(f"{i:>4} {cfg.model.name:>12} {p['params']:>10,} {p['steps']:>7} {p['flops']:>9.2e} {s:>7.1f}s "
               f"{mem:>9}  {p['device']}")
         if p["memory_bytes"] > limit:
             warnings.append(f"run {i} needs ~{format_bytes(p['memory_bytes'])} > {format_bytes(limit)} available")
-    return workers, used, notes, warnings
+    return seconds, notes, warnings

@@ -213,3 +213,29 @@ def test_a_registered_forecast_is_a_law_harness_cost_plans_from_with_intervals(t
     plan = plan_cost(path, compute=100 * law.fit_range["C"][1], gpu="H100", gpus=8).to_dict()
     lo, hi = plan["predicted_loss_interval90"]
     assert lo < plan["predicted_loss"] < hi
+
+
+@pytest.mark.parametrize("ladder", ["cosine", "branches"])
+def test_forecast_plan_times_every_stage_and_runs_nothing(tmp_path, monkeypatch, capsys, ladder):
+    from analysis.forecast_study import main
+
+    monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path / "cache"))
+    main(["scale=smoke", "step=plan", f"ladder={ladder}", f"out_dir={tmp_path / 'runs'}", "calibrate=false"])
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip().endswith("s")
+            and line.split()[0] in ("lr", "ladder", "noise", "target", "total")}
+    assert set(rows) == {"lr", "ladder", "noise", "target", "total"}, out
+    assert all(int(r[1]) > 0 and float(r[2]) > 0 and float(r[3].rstrip("s")) > 0 for r in rows.values())
+    assert "isoflop size" in out and ("shared trunk" in out) == (ladder == "branches")
+    assert not (tmp_path / "runs").exists()  # nothing trained, not even a study folder
+
+
+def test_branch_runs_are_charged_from_the_shorter_runs_decay_start():
+    from omegaconf import OmegaConf
+
+    from analysis.forecast_plan import branch_fractions
+
+    cfg = OmegaConf.create({"seed": 0, "optim": {"lr": 1e-2, "decay_fraction": 0.2},
+                            "trainer": {"branch": True, "batch_size": 16}})
+    plans = [{"params": 1000, "steps": 100}, {"params": 1000, "steps": 300}, {"params": 2000, "steps": 300}]
+    assert branch_fractions([cfg] * 3, plans) == [1.0, pytest.approx(220 / 300), 1.0]

@@ -29,6 +29,7 @@ def test_every_study_is_planned_in_seconds(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(harness.data, "build_data", no_data)
     monkeypatch.setattr("harness.build.build_data", no_data)
+    monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path / "cache"))  # the first cpu plan probes this machine
     slow, start = {}, time.perf_counter()
     for sweep, scale in PAIRS:
         t = time.perf_counter()
@@ -91,3 +92,41 @@ def test_old_flags_name_the_key_value_form(old, new, capsys):
         main(["sweep=dp", "scale=smoke", old])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and len(err.splitlines()) == 1 and err.endswith(new), err
+
+
+def test_the_probe_is_cached_and_a_slower_machine_plans_longer(monkeypatch, tmp_path):
+    from harness import calibrate
+    from harness.plan import DEFAULT_EFFICIENCY, efficiency_models
+
+    monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def probe(slowdown):
+        def measure():
+            calls.append(slowdown)
+            return {block: s * slowdown for block, s in calibrate.REFERENCE_S.items()}
+        return measure
+
+    first, again = calibrate.machine_speed(probe(1)), calibrate.machine_speed(probe(1))
+    assert first["measured"] and not again["measured"] and calls == [1] and first["speed"] == pytest.approx(1)
+    cfg = compose(["model=transformer", "trainer.max_steps=50"])
+    plan = estimate(cfg)
+    from harness.plan import RUN_GAP_S, run_seconds
+
+    def planned(slowdown):
+        (tmp_path / "cache" / "calibration.json").unlink()
+        monkeypatch.setattr(calibrate, "measure_blocks", probe(slowdown))
+        model = efficiency_models({"cpu"}, tmp_path / "no-study")["cpu"]
+        assert "probe" in model.source
+        return run_seconds(cfg, plan, model, "H100", 1)[0] - RUN_GAP_S
+
+    assert planned(2) == pytest.approx(2 * planned(1))
+    reference = efficiency_models({"cpu"}, tmp_path / "no-study", calibrate=False)["cpu"]
+    assert reference is DEFAULT_EFFICIENCY["cpu"] and sorted(calls) == [1, 1, 2]  # one probe per measurement
+
+
+def test_calibrate_takes_true_or_false(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep=dp", "scale=smoke", "calibrate=maybe"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "calibrate=maybe" in err, err
