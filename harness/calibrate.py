@@ -14,6 +14,10 @@ matmul peak (harness.metrics.cpu_peak; the reference's 1.1e11 FLOP/s, docs/bench
 and only the measured speed remains. One factor for every model name and size; a machine whose small-model
 overheads differ from its matmuls more than the reference's did is what the study's own finished runs correct.
 
+A busy machine is not probed (1-minute load average above BUSY_LOAD per core): two torch threads that share
+their cores with other work wait on each other, and the probe would measure the load, not the machine (tens of
+times slower on the 2-core VM under a nice'd test run). The plan then uses the reference default and says so.
+
 The result is cached per machine in `$SCALING_LAB_CACHE/calibration.json` (default ~/.cache/scaling-lab),
 keyed by CPU model, core count, torch version and probe threads: delete the entry to re-measure.
 """
@@ -36,6 +40,7 @@ REFERENCE_PEAK = 1.1e11  # its 1-thread fp32 matmul peak, FLOP/s (docs/benchmark
 PROBE_THREADS = 2  # the reference blocks' thread count
 PROBE_BUDGET_S = 0.5  # per block: stop repeating after this, even on a loaded machine
 PROBE_REPEATS = 10
+BUSY_LOAD = 0.5  # load average per core above which the probe is not run
 
 
 def cache_file() -> Path:
@@ -83,9 +88,16 @@ def measure_blocks() -> dict[str, float]:
     return times
 
 
+def busy() -> str | None:
+    """Why this machine is too busy to probe ('load 2.3 on 2 cores'), or None."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    return f"load {load:.1f} on {cores} cores" if load > BUSY_LOAD * cores else None
+
+
 def machine_speed(measure: Callable[[], dict[str, float]] | None = None) -> dict:
     """{"speed": this machine / the reference, "blocks_s": the probe's times, "measured": bool}: from the
-    cache when this machine was probed before, else measured (by `measure`, default measure_blocks) and cached."""
+    cache when this machine was probed before, else measured (by `measure`, default measure_blocks) and cached;
+    {"busy": why} when the machine is too busy to probe (only checked for the real probe)."""
     key, path = machine_key(), cache_file()
     try:
         cache = json.loads(path.read_text())
@@ -93,6 +105,8 @@ def machine_speed(measure: Callable[[], dict[str, float]] | None = None) -> dict
         cache = {}
     if key in cache:
         return {**cache[key], "measured": False}
+    if measure is None and (why := busy()):
+        return {"busy": why}
     blocks = (measure or measure_blocks)()
     speed = math.exp(sum(math.log(REFERENCE_S[b] / blocks[b]) for b in REFERENCE_S) / len(REFERENCE_S))
     cache[key] = {"speed": speed, "blocks_s": blocks}
@@ -107,7 +121,11 @@ def calibrated(default: MfuModel, measure: Callable[[], dict[str, float]] | None
     """The reference machine's cpu efficiency rescaled to this machine (see the module docstring)."""
     from harness.metrics import cpu_peak
 
-    speed = machine_speed(measure)["speed"]
+    probe = machine_speed(measure)
+    if "busy" in probe:
+        return replace(default, source=f"{default.source}; this machine not probed: busy ({probe['busy']}), "
+                                       "plan again when it is idle")
+    speed = probe["speed"]
     factor = speed * REFERENCE_PEAK / cpu_peak("fp32", 1)
     curves = {name: replace(c, intercept=c.intercept + math.log(factor)) for name, c in default.curves.items()}
     source = (f"the reference default x {factor:.3g}: this machine's probe ran the reference blocks at "

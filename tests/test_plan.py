@@ -99,6 +99,7 @@ def test_the_probe_is_cached_and_a_slower_machine_plans_longer(monkeypatch, tmp_
     from harness.plan import DEFAULT_EFFICIENCY, efficiency_models
 
     monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibrate, "busy", lambda: None)
     calls = []
 
     def probe(slowdown):
@@ -123,6 +124,21 @@ def test_the_probe_is_cached_and_a_slower_machine_plans_longer(monkeypatch, tmp_
     assert planned(2) == pytest.approx(2 * planned(1))
     reference = efficiency_models({"cpu"}, tmp_path / "no-study", calibrate=False)["cpu"]
     assert reference is DEFAULT_EFFICIENCY["cpu"] and sorted(calls) == [1, 1, 2]  # one probe per measurement
+
+
+def test_a_busy_machine_is_not_probed(monkeypatch, tmp_path):
+    from harness import calibrate
+    from harness.plan import DEFAULT_EFFICIENCY
+
+    def never():
+        raise AssertionError("probed a busy machine")
+
+    monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibrate, "busy", lambda: "load 3.0 on 2 cores")
+    monkeypatch.setattr(calibrate, "measure_blocks", never)
+    model = calibrate.calibrated(DEFAULT_EFFICIENCY["cpu"])
+    assert model.curves == DEFAULT_EFFICIENCY["cpu"].curves and "busy (load 3.0" in model.source
+    assert not (tmp_path / "cache" / "calibration.json").exists()
 
 
 def test_calibrate_takes_true_or_false(capsys):
