@@ -11,7 +11,7 @@ How it rescales: speed = the geometric mean over the blocks of reference time / 
 fast). A run's planned time is FLOPs / (this machine's matmul peak x efficiency), so to scale the reference
 machine's time by 1 / speed the efficiency is multiplied by speed x P_ref / P_here, with P the 1-thread fp32
 matmul peak (harness.metrics.cpu_peak; the reference's 1.1e11 FLOP/s, docs/benchmarks.md): the peak cancels
-and only the measured speed remains. One factor for every model name and size; a machine whose small-model
+and only the measured speed remains. One factor for every model name, size and thread count; a machine whose small-model
 overheads differ from its matmuls more than the reference's did is what the study's own finished runs correct.
 
 A busy machine is not probed (1-minute load average above BUSY_LOAD per core): two torch threads that share
