@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.analyses import ANALYSIS_NAMES
+from harness.branches import decay_start
 from harness.config import choose, fail, positive
 from harness.data import DataShape, Dataset, build_data, data_identity, data_shape
 from harness.distributed import world_size
@@ -92,6 +93,7 @@ def resolve_settings(cfg: DictConfig, data: Dataset | DataShape, model: torch.nn
         world_size=world, grad_accum=accum, micro_batch=batch // (world * accum), batch_size=batch,
         tokens_per_step=batch * tpe, steps=steps, tokens=tokens, lr_peak=peak_lr(cfg.optim, trainable, tokens),
         schedule=str(cfg.optim.schedule), warmup_steps=warmup_steps(cfg.optim, steps),
+        decay_start=decay_start(steps, float(cfg.optim.decay_fraction)) if cfg.optim.schedule == "wsd" else None,
         precision=str(tcfg.precision), compile=bool(tcfg.get("compile", False)),
         eval_samples=int(tcfg.eval_samples))
 

@@ -63,6 +63,9 @@ def _fmt(x) -> str:
     return f"{x:.4g}" if isinstance(x, (int, float)) else "-"
 
 
+LOKY_TRACKER = "joblib.externals.loky.backend.resource_tracker"
+
+
 def main() -> None:
     """Console entry point: report bad overrides in one line, then hand over to Hydra.
 
@@ -71,6 +74,9 @@ def main() -> None:
     """
     from harness.study import primary_config
 
+    # An interrupted joblib study's workers leave semaphores that loky's resource tracker (a process of its
+    # own, which inherits this) cleans up with a multi-line warning: that is its job, not news for the user.
+    os.environ.setdefault("PYTHONWARNINGS", f"ignore::UserWarning:{LOKY_TRACKER}")
     args = sys.argv[1:]
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra"))]
     try:

@@ -28,6 +28,7 @@ class RunSettings:
     lr_peak: float        # the LR after warmup: optim.lr after the size/length rule (harness.train.peak_lr)
     schedule: str         # optim.schedule
     warmup_steps: int     # from optim.warmup_fraction of the steps, else optim.warmup_steps
+    decay_start: int | None  # optim.schedule=wsd: the first step of the decay (a branch's point); else None
     precision: str        # fp32 or bf16 autocast
     compile: bool         # torch.compile of the training steps
     eval_samples: int     # validation examples per evaluation

@@ -329,7 +329,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSetting
         loop.pop("lr_peak", None)  # a checkpoint from before the run's settings held it
         state = loop.pop("divergence", None)
         out = TrainOutcome(**loop)
-    branch_at = decay_start(steps, float(cfg.optim.decay_fraction)) if cfg.trainer.get("branch") and ckpt else None
+    branch_at = settings.decay_start if cfg.trainer.get("branch") and ckpt else None
     trunk = (Trunk(ckpt.path.parent.parent, trunk_id(cfg, model, settings.lr_peak))
              if branch_at and out.steps < branch_at else None)
     tcfg, accum, micro, eval_n = cfg.trainer, settings.grad_accum, settings.micro_batch, settings.eval_samples

@@ -1,4 +1,6 @@
 """Cooldown branches: WSD runs of one size share their constant-LR trunk and equal independent runs."""
+import json
+
 import pytest
 
 from conftest import small
@@ -27,6 +29,8 @@ def test_branches_start_from_the_shared_trunk_and_equal_an_independent_run(runs)
     assert short.metrics["trunk_step"] is None and long.metrics["trunk_step"] == decay_start(16, 0.25) == 12
     assert long.metrics["val_loss"] == pytest.approx(alone.metrics["val_loss"], rel=1e-5)
     assert long.history["train_loss"].tolist() == pytest.approx(alone.history["train_loss"].tolist(), rel=1e-5)
+    settings = json.loads((long.run_dir / "result.json").read_text())["settings"]
+    assert settings["schedule"] == "wsd" and settings["decay_start"] == 30  # recorded where the decay began
     saved = sorted(p.name for p in long.run_dir.parent.glob(f"{TRUNKS}/*/step_*.pt"))
     assert saved == ["step_12.pt", "step_30.pt"]  # each branch saved its own decay start, in one trunk
     again = run(compose([*branch, "trainer.max_steps=40"]))

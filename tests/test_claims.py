@@ -109,12 +109,20 @@ def test_attention_cost_rule():
     assert verdict(sequences.rule_attention_cost, gpu) == "holds with a correction"
 
 
-def test_clean_scaling_rule():
-    arch = {"alpha": 0.3, "loo_mean_abs_rel_error": 0.02}
-    assert verdict(training.rule_clean_scaling, {"architectures": {"mlp": arch, "cnn": arch}}) == "holds"
-    bad = {**arch, "loo_mean_abs_rel_error": 0.3}
-    assert verdict(training.rule_clean_scaling, {"architectures": {"mlp": arch, "cnn": bad}}) == "does not hold"
-    assert verdict(training.rule_clean_scaling, {"architectures": {}}) == "inconclusive"
+def test_clean_scaling_rule_is_decided_by_the_transformer_against_the_lstm():
+    tf = {"alpha": 0.3, "loo_mean_abs_rel_error": 0.02, "loo_max_abs_rel_error": 0.04}
+    lstm = {"alpha": 0.1, "loo_mean_abs_rel_error": 0.03, "loo_max_abs_rel_error": 0.05}
+    cnn_bad = {"alpha": 0.2, "loo_mean_abs_rel_error": 1.4, "loo_max_abs_rel_error": 3.9}
+    rule = training.rule_clean_scaling
+    assert verdict(rule, {"architectures": {"transformer": tf, "rnn": lstm, "cnn": cnn_bad}}) == "holds"
+    steeper = {**lstm, "alpha": 0.5}  # the LSTM does not flatten earlier
+    assert verdict(rule, {"architectures": {"transformer": tf, "rnn": steeper}}) == "holds with a correction"
+    jump = {**tf, "loo_max_abs_rel_error": 0.12}  # one size off the law (a phase change)
+    assert verdict(rule, {"architectures": {"transformer": jump, "rnn": lstm}}) == "holds with a correction"
+    assert verdict(rule, {"architectures": {"transformer": {**tf, "loo_mean_abs_rel_error": 0.3}, "rnn": lstm}}) \
+        == "does not hold"
+    assert verdict(rule, {"architectures": {"transformer": {**tf, "alpha": -0.1}}}) == "does not hold"
+    assert verdict(rule, {"architectures": {"rnn": lstm}}) == "inconclusive"
 
 
 def test_batch_lr_rule():

@@ -15,7 +15,7 @@ from harness.collect import collect
 # The shared studies trimmed to what the claims read: smoke checks the plumbing in minutes; cpu keeps the whole
 # claims run within an hour on 2 cores (batch_lr and isoflop alone would take ~45 min each at their cpu grids).
 TRIMS = {
-    "smoke": {"params": ("grid.smoke.models=mlp", "grid.smoke.steps=30"),
+    "smoke": {"params": ("grid.smoke.models=transformer", "grid.smoke.steps=30"),  # clean_scaling judges the Transformer
               "data": ('grid.smoke.tokens="1e4,4e4"',),
               "isoflop": ('grid.smoke.params="3e3,8e3,2e4"', 'grid.smoke.flops="5e8,1e9,2e9"'),
               "attention": ('grid.smoke.seq="64,128,256,512"',)},

@@ -51,20 +51,25 @@ def measure_clean_scaling(lab: Lab) -> tuple[dict[str, Any], Path]:
 
 
 def rule_clean_scaling(m: dict[str, Any]) -> Verdict:
-    """holds if every architecture's law predicts each left-out size within 5% on average (and alpha > 0);
-    does not hold if one misses by more than 15% or does not fall with size."""
+    """Decided by the Transformer: holds if its law predicts the left-out sizes within LOO_CLEAN on average and
+    2 x LOO_CLEAN at worst (a jump at one size, such as a phase change, is not clean) with alpha > 0, and the
+    LSTM (`rnn`) flattens earlier (a smaller alpha); does not hold if the Transformer's law misses by more than
+    LOO_DIRTY on average or its loss does not fall with size; a correction otherwise. The other architectures'
+    fits are measured and shown, not judged."""
     archs = m["architectures"]
-    if not archs:
-        return Verdict("inconclusive", "no architecture had 4 or more sizes")
-    worst = max(archs, key=lambda a: archs[a]["loo_mean_abs_rel_error"])
-    err = archs[worst]["loo_mean_abs_rel_error"]
-    falling = all(a["alpha"] > 0 for a in archs.values())
-    said = f"worst leave-one-out error {err:.1%} ({worst})"
-    if falling and err <= LOO_CLEAN:
-        return Verdict("holds", f"{said} ≤ {LOO_CLEAN:.0%}, every alpha > 0")
-    if not falling or err > LOO_DIRTY:
-        return Verdict("does not hold", f"{said}; alpha > 0 for all: {falling}")
-    return Verdict("holds with a correction", f"{said}: the laws fit, but only to {LOO_DIRTY:.0%}")
+    tf, lstm = archs.get("transformer"), archs.get("rnn")
+    if tf is None:
+        return Verdict("inconclusive", "the params study has no Transformer with 4 or more sizes")
+    err, worst, alpha = tf["loo_mean_abs_rel_error"], tf["loo_max_abs_rel_error"], tf["alpha"]
+    said = (f"Transformer: leave-one-out error {err:.1%} (worst {worst:.1%}), alpha {alpha:.3g}; "
+            + (f"LSTM alpha {lstm['alpha']:.3g} (error {lstm['loo_mean_abs_rel_error']:.1%})" if lstm else "no LSTM")
+            + "; " + ", ".join(f"{k} {v['loo_mean_abs_rel_error']:.1%}" for k, v in archs.items()
+                               if k not in ("transformer", "rnn")))
+    if alpha <= 0 or err > LOO_DIRTY:
+        return Verdict("does not hold", said)
+    if err <= LOO_CLEAN and worst <= 2 * LOO_CLEAN and lstm is not None and lstm["alpha"] < alpha:
+        return Verdict("holds", said)
+    return Verdict("holds with a correction", said)
 
 
 # --- batch_lr: best LR vs batch size -------------------------------------------------------------------------
@@ -232,7 +237,8 @@ def rule_epochs(m: dict[str, Any]) -> Verdict:
 
 
 CLAIMS = [
-    Claim("clean_scaling", "Loss falls with parameter count as a clean power law, per architecture.",
+    Claim("clean_scaling", "Transformers follow clean scaling laws in parameter count; LSTMs flatten earlier "
+          "(Kaplan et al. 2020).",
           "The params study (sizes over ≥30×), a law L = E + A·N^−α per architecture, each size predicted from the "
           "others (leave one out).", measure_clean_scaling, rule_clean_scaling),
     Claim("batch_lr", "Doubling the batch size allows roughly doubling the learning rate.",
