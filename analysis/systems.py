@@ -78,6 +78,8 @@ def fit_attention(
                 if metric == "memory" and col in g.columns and g[col].notna().any():
                     source = g.assign(**{col: g[col] - g.loc[g[seq].idxmin(), col]})
                 rows = usable_rows(source, [seq, col], positive=[seq, col], what=f"{name} {metric}", warn=False)
+                # CPU memory less the shortest length's can be <= 0 everywhere (resident-set noise): no rows
+                need(rows[seq].nunique(), 2, f"{name} {metric} ~ n^k", "distinct lengths")
                 cut = _long_lengths(rows[seq].to_numpy())
                 rows = rows[rows[seq] >= cut]
                 need(rows[seq].nunique(), 2, f"{name} {metric} ~ n^k", "distinct lengths")

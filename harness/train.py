@@ -148,7 +148,7 @@ def check_step_cap(cfg: DictConfig, steps: int) -> int:
 
 def check_training(cfg: DictConfig) -> None:
     """Check every trainer/optim key the loop reads; ConfigError names the first bad one
-    (`harness.settings.resolve_settings` calls it once per run)."""
+    (`harness.build.resolve_settings` calls it once per run)."""
     tcfg, ocfg = cfg.trainer, cfg.optim
     batch = positive("trainer.batch_size", tcfg.batch_size)
     accum = positive("trainer.grad_accum", tcfg.grad_accum)

@@ -93,6 +93,12 @@ def test_attention_without_memory_column_skips_that_metric():
     assert "manual memory" in fit.skipped
 
 
+def test_attention_memory_that_never_rises_above_the_shortest_length_is_skipped_not_a_crash():
+    runs = attention_runs().assign(peak_mem_bytes=5e8)  # CPU resident-set noise: flat memory at every length
+    fit = fit_attention(runs)
+    assert set(fit.exponents["metric"]) == {"time"} and "sdpa memory" in fit.skipped
+
+
 def test_device_speedup_and_architecture_ratio_tables():
     devices = pd.DataFrame([{"model.name": "mlp", "params": N, "device": d, "samples_per_s": s * 1e8 / N}
                             for N in (1e4, 1e5) for d, s in (("cpu", 1.0), ("cuda", 25.0))])
