@@ -94,7 +94,7 @@ def resolve_settings(cfg: DictConfig, data: Dataset | DataShape, model: torch.nn
         tokens_per_step=batch * tpe, steps=steps, tokens=tokens, lr_peak=peak_lr(cfg.optim, trainable, tokens),
         schedule=str(cfg.optim.schedule), warmup_steps=warmup_steps(cfg.optim, steps),
         decay_start=decay_start(steps, float(cfg.optim.decay_fraction)) if cfg.optim.schedule == "wsd" else None,
-        precision=str(tcfg.precision), compile=bool(tcfg.get("compile", False)),
+        precision=str(tcfg.precision), compile=bool(tcfg.compile),
         eval_samples=int(tcfg.eval_samples))
 
 

@@ -174,9 +174,9 @@ def check_training(cfg: DictConfig) -> None:
     fraction = ocfg.warmup_fraction
     if fraction is not None and not 0 <= float(fraction) < 1:
         fail("optim.warmup_fraction", fraction, "must be in [0, 1)")
-    if not 0 < float(ocfg.get("decay_fraction", 0.2)) < 1:
+    if not 0 < float(ocfg.decay_fraction) < 1:
         fail("optim.decay_fraction", ocfg.decay_fraction, "must be in (0, 1)")
-    if tcfg.get("branch", False):
+    if tcfg.branch:
         _check_branch(cfg, world)
     parse_every(tcfg.checkpoint_every)
     non_negative("optim.warmup_steps", ocfg.warmup_steps)
@@ -186,7 +186,7 @@ def check_training(cfg: DictConfig) -> None:
     positive("trainer.log_every", tcfg.log_every)
     if non_negative("optim.min_lr_ratio", ocfg.min_lr_ratio, integer=False) > 1:
         fail("optim.min_lr_ratio", ocfg.min_lr_ratio, "must be in [0, 1]")
-    compiled = tcfg.get("compile", False)
+    compiled = tcfg.compile
     if not isinstance(compiled, bool):
         fail("trainer.compile", compiled, "must be true or false")
     positive("trainer.eval_samples", tcfg.eval_samples)
@@ -248,7 +248,7 @@ def lr_schedule(cfg: DictConfig, steps: int) -> Callable[[int], float]:
     kind = cfg.schedule
     warmup = warmup_steps(cfg, steps)
     floor = float(cfg.min_lr_ratio)
-    stable = decay_start(steps, float(cfg.get("decay_fraction", 0.2))) if kind == "wsd" else warmup
+    stable = decay_start(steps, float(cfg.decay_fraction)) if kind == "wsd" else warmup
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -309,6 +309,17 @@ def evaluate(model: nn.Module, data: Dataset, n_examples: int, batch_size: int, 
     return Evaluation(sampled / count, None, accuracy)
 
 
+def _resumed(loop: dict | None) -> tuple[TrainOutcome, dict | None]:
+    """The loop state saved in a checkpoint or a trunk (None: a fresh start) as (outcome so far, divergence state)."""
+    if loop is None:
+        return TrainOutcome(), None
+    loop = dict(loop)
+    for stale in ("first_loss", "lr_peak"):  # saved before the validation reference / the run's settings held them
+        loop.pop(stale, None)
+    state = loop.pop("divergence", None)
+    return TrainOutcome(**loop), state
+
+
 def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSettings, device: torch.device, seed: int,
           on_log: Callable[[dict], None] = lambda row: None, ckpt: "Checkpointer | None" = None,
           world: World = World()) -> TrainOutcome:
@@ -322,14 +333,9 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSetting
     steps = settings.steps
     opt = make_optimizer(model, cfg.optim, settings.lr_peak)
     sampler = data.sampler(seed)  # batch order: same seed, same batches
-    out, state = TrainOutcome(), None
     loop = ckpt.restore(model, opt, sampler) if ckpt is not None else None
-    if loop is not None:
-        loop.pop("first_loss", None)  # a checkpoint from before the validation reference: it is measured below
-        loop.pop("lr_peak", None)  # a checkpoint from before the run's settings held it
-        state = loop.pop("divergence", None)
-        out = TrainOutcome(**loop)
-    branch_at = settings.decay_start if cfg.trainer.get("branch") and ckpt else None
+    out, state = _resumed(loop)
+    branch_at = settings.decay_start if cfg.trainer.branch and ckpt else None
     trunk = (Trunk(ckpt.path.parent.parent, trunk_id(cfg, model, settings.lr_peak))
              if branch_at and out.steps < branch_at else None)
     tcfg, accum, micro, eval_n = cfg.trainer, settings.grad_accum, settings.micro_batch, settings.eval_samples
@@ -338,9 +344,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSetting
     eval_every, log_every = int(tcfg.eval_every), max(1, int(tcfg.log_every))
     with trunk or contextlib.nullcontext():  # the trunk's lock, held until this run has saved its branch point
         if trunk is not None and loop is None and (loop := trunk.restore(model, opt, sampler, branch_at)):
-            loop.pop("lr_peak", None)  # a trunk saved before the run's settings held it
-            state = loop.pop("divergence", None)
-            out = TrainOutcome(**{**loop, "trunk_step": loop["steps"]})
+            out, state = _resumed({**loop, "trunk_step": loop["steps"]})
         check = DivergenceCheck(**state) if state else DivergenceCheck(evaluate(model, data, eval_n, micro, autocast).loss)
         net = wrap(model, world, device)  # after the restore: DDP starts from rank 0's (restored) weights
         model.train()
