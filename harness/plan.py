@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.build import check_config
+from harness.children import command
 from harness.data import DataSpec
 from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
 from harness.memory import WEIGHT_BYTES, format_bytes, state_bytes
@@ -188,6 +189,7 @@ machine); calibrate=false: skip the probe (the reference default as it is); mem_
 against (default: the GPU's, or this machine's); any other key=value is a Hydra override, as for `harness -m`."""
 
 
+@command("harness-plan", then="run it again")
 def main(argv: list[str] | None = None) -> None:
     """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib= calibrate=] [overrides]`: a study's cost before it
     starts."""

@@ -610,6 +610,36 @@ def test_forecast_score_before_any_stage_is_one_line(tmp_path, capsys):
                                                    "run the steps before it first")
 
 
+def test_ctrl_c_during_harness_plan_is_one_line(tmp_path):
+    """Was: a KeyboardInterrupt traceback (also harness-collect and harness-cost, below)."""
+    code = ("import time, harness.plan as plan\n"
+            "def estimate(cfg):\n    print('planning', flush=True)\n    time.sleep(60)\n"
+            f"plan.estimate = estimate\nplan.main(['sweep=demo', 'scale=smoke', 'out_dir={tmp_path}'])")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "planning\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted (SIGINT): harness-plan stopped; run it again", err
+
+
+@pytest.mark.parametrize("command, work, args", [
+    ("harness-collect", "harness.collect.collect", ["runs"]),
+    ("harness-cost", "analysis.cost_cli.plan_cost", ["law=hoffmann2022", "compute=1e21"])])
+def test_ctrl_c_in_a_command_without_children_is_one_line(command, work, args, monkeypatch, capsys, tmp_path):
+    import importlib
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(work, interrupted)
+    main = importlib.import_module(work.rpartition(".")[0]).main
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 130 and capsys.readouterr().err == f"interrupted (SIGINT): {command} stopped; run it again\n"
+
+
 def test_ctrl_c_during_harness_analyze_is_one_line(tmp_path):
     """Was: a KeyboardInterrupt traceback."""
     n = [1e5, 3e5, 1e6, 3e6, 1e7, 3e7] * 2
