@@ -75,6 +75,17 @@ def test_the_last_update_is_checked(lr, runs):
     assert res.metrics["diverged_step"] == 1
 
 
+@pytest.mark.parametrize("optim", ["adamw", "sgd"])
+def test_an_update_beyond_float32_ends_diverged(optim, runs):
+    """Was: `failed` with `RuntimeError: value cannot be converted to type float without overflow` (torch refuses
+    the optimizer's step: Adam's first is 10 x the LR)."""
+    res = run(compose(small("mlp", runs, "trainer.max_steps=3", f"optim={optim}", "optim.lr=1e39",
+                            "optim.warmup_steps=0")))
+    assert res.status == "diverged" and res.reason.startswith("update not finite (lr 1e+39: "), res.reason
+    saved = json.loads((res.run_dir / "result.json").read_text())
+    assert saved["status"] == "diverged" and saved["metrics"]["diverged_step"] == 1
+
+
 def test_lstm_whose_loss_explodes_without_nan_ends_diverged(runs):
     res = run(compose(small("lstm", runs, "optim.lr=1e6", "trainer.max_steps=10")))
     assert res.status == "diverged" and "at initialisation" in res.reason, res.reason
