@@ -19,6 +19,7 @@ import sys
 from types import SimpleNamespace
 
 from analysis.cost import CostError, plan_cost
+from harness.children import command
 from harness.config import EXIT_BAD_INPUT, EXIT_OK, ConfigError, command_args, key_values
 
 NUMBERS = ("compute", "params", "tokens", "tokens_per_param", "loss", "gpus", "mfu", "usd_per_gpu_hour",
@@ -46,6 +47,7 @@ def parse(pairs: dict[str, str]) -> dict:
     return out
 
 
+@command("harness-cost", then="run it again")
 def main(argv: list[str] | None = None) -> int:
     """`harness-cost key=value ... [--json | --markdown] [--plot DIR]`; returns the exit code."""
     argv = command_args(argv, __doc__)

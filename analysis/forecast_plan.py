@@ -21,9 +21,9 @@ from harness.device import parallelism
 from harness.plan import RUN_GAP_S, STUDY_START_S, efficiency_models, estimate, run_seconds, wall_time
 from harness.study import study_configs
 
-def stage_overrides(base: list[str], scale: str) -> dict[str, list[list[str]]]:
-    """Per stage, the overrides of each of its multiruns (one per target budget for `target`)."""
-    ladder = study_configs([*base, "stage=ladder"], shape_only=True)[1]
+def stage_overrides(base: list[str], scale: str, ladder: list[DictConfig]) -> dict[str, list[list[str]]]:
+    """Per stage, the overrides of each of its multiruns (one per target budget for `target`, multiples of the
+    largest budget of the `ladder` stage's configs)."""
     largest = max(float(c.trainer.max_flops) for c in ladder)
     multiples = [float(m) for m in ladder[0].grid[scale].targets]
     return {"lr": [[*base, "stage=lr"]], "ladder": [[*base, "stage=ladder"]], "noise": [[*base, "stage=noise"]],
@@ -49,9 +49,10 @@ def branch_fractions(configs: list[DictConfig], plans: list[dict]) -> list[float
 def plan_forecast(base: list[str], scale: str, study_dir, calibrate: bool = True, gpu: str = "H100") -> list[dict]:
     """One row per stage ({stage, runs, flops, seconds}) and a last `total` row; prints the table and its notes."""
     stages = {}
-    for stage, multiruns in stage_overrides(base, scale).items():
+    ladder = study_configs([*base, "stage=ladder"], shape_only=True)
+    for stage, multiruns in stage_overrides(base, scale, ladder[1]).items():
         for overrides in multiruns:
-            primary, configs = study_configs(overrides, shape_only=True)
+            primary, configs = ladder if stage == "ladder" else study_configs(overrides, shape_only=True)
             plans = [estimate(c) for c in configs]
             for p, share in zip(plans, branch_fractions(configs, plans)):
                 p["flops"] *= share

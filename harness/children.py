@@ -2,8 +2,10 @@
 process it started (directly or not), the command waits for them to record their runs as interrupted, then
 prints one line and exits 128 + the signal number. No process it started outlives it.
 
-`command(prog)` wraps an entry point; `run(cmd)` starts one child inside it (instead of subprocess.run, which
-SIGKILLs its child on Ctrl-C before the child can record anything, orphaning the child's own workers).
+`command(prog)` wraps an entry point (also of a command that starts nothing: `harness-plan`, `harness-collect`,
+`harness-cost`, for the one line and the exit status); `run(cmd)` starts one child inside it (instead of
+subprocess.run, which SIGKILLs its child on Ctrl-C before the child can record anything, orphaning the child's
+own workers).
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.children import command
 from harness.config import bad_input_exits, command_args, exit_bad_input, key_values
 from harness.metric_table import SUMMARY, unit
 from harness.results import RESULT, atomic, inspect_result, write_atomic
@@ -61,6 +62,7 @@ def summary_table(table: pd.DataFrame) -> str:
     return shown.to_string(index=False, float_format=lambda x: f"{x:.4g}")
 
 
+@command("harness-collect", then="run it again")
 def main(argv: list[str] | None = None) -> None:
     """`harness-collect STUDY_DIR [out=PATH]` (or study_dir=STUDY_DIR): the table, printed and saved (out: the
     path without suffix, default STUDY_DIR/results)."""

@@ -4,11 +4,13 @@ estimate and time model."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.build import check_config
+from harness.children import command
 from harness.data import DataSpec
 from harness.efficiency import EfficiencyCurve, MfuModel, constant, fit_mfu
 from harness.memory import WEIGHT_BYTES, format_bytes, state_bytes
@@ -30,24 +32,35 @@ DEFAULT_EFFICIENCY = {
 }
 STUDY_START_S = 8.0  # process start, composing and checking every job, before the first run
 RUN_GAP_S = 0.6  # per run, outside its own wall_s: launcher, wandb start, writing results
-_ACTIVATIONS: dict[tuple, tuple[int, int] | None] = {}  # (model config, task spec, precision) -> activation_bytes
+_SPLITS: dict[tuple, tuple[int, int] | None] = {}  # (model, task spec at a length, precision) -> _split
 
 
 PROBE_LENGTHS = (16, 32, 48)  # a sequence longer than PROBE_ABOVE is counted at these lengths and extrapolated
 PROBE_ABOVE = 128
 
 
-def activation_bytes(model: torch.nn.Module, spec: DataSpec, precision: str) -> tuple[int, int] | None:
+def activation_bytes(model: torch.nn.Module, spec: DataSpec, precision: str,
+                     config: str | None = None) -> tuple[int, int] | None:
     """(bytes per example, bytes independent of the batch) that autograd saves for backward in one forward
-    pass, counted on the meta device; None without meta kernels.
+    pass, counted on the meta device; None without meta kernels. `config`: the model's config (JSON), which with
+    its modules identifies it; given, each count is memoised, so a study's runs that share a model count it once
+    (batch_lr: one per size; a recurrent model at several long sequence lengths: the same short probes).
 
     Counted at batch 1 and 2: the difference grows with the batch; what does not (weights saved by matmuls, or
     their bf16 casts) is counted once, not once per example. A token model's per-example bytes are a quadratic
     in the sequence length T (linear per token, T² for attention scores), so a long sequence is counted exactly
     from three short ones: a recurrent layer runs step by step on the meta device, which at T = 8192 takes minutes."""
+    def split(seq_len: int) -> tuple[int, int] | None:
+        if config is None:
+            return _split(model, spec, seq_len, precision)
+        at = (config, repr(model), repr(replace(spec, seq_len=seq_len)), precision)
+        if at not in _SPLITS:
+            _SPLITS[at] = _split(model, spec, seq_len, precision)
+        return _SPLITS[at]
+
     if spec.kind != "tokens" or spec.seq_len <= PROBE_ABOVE:
-        return _split(model, spec, spec.seq_len, precision)
-    probes = [_split(model, spec, t, precision) for t in PROBE_LENGTHS]
+        return split(spec.seq_len)
+    probes = [split(t) for t in PROBE_LENGTHS]
     if None in probes:
         return None
     t0, h = PROBE_LENGTHS[0], PROBE_LENGTHS[1] - PROBE_LENGTHS[0]
@@ -93,10 +106,8 @@ def estimate(cfg: DictConfig) -> dict:
     device = "cuda" if cfg.device in ("cuda", "auto") and torch.cuda.is_available() or cfg.device == "cuda" else "cpu"
     n = count_params(model)
     flops = model.flops_per_example() * settings.batch_size * steps
-    key = (json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True), repr(data.spec), precision)
-    if key not in _ACTIVATIONS:  # a study's runs often share a model (batch_lr: one per size)
-        _ACTIVATIONS[key] = activation_bytes(model, data.spec, precision)
-    act = _ACTIVATIONS[key]
+    config = json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True)
+    act = activation_bytes(model, data.spec, precision, config)
     state = sum(state_bytes(n, cfg.optim.name, "fp32").values())  # autocast keeps fp32 weights, grads, state
     memory = state + (act[0] * settings.micro_batch + act[1] if act is not None else 0)
     return {"device": device, "params": n, "steps": steps, "flops": flops, "memory_bytes": memory,
@@ -178,6 +189,7 @@ machine); calibrate=false: skip the probe (the reference default as it is); mem_
 against (default: the GPU's, or this machine's); any other key=value is a Hydra override, as for `harness -m`."""
 
 
+@command("harness-plan", then="run it again")
 def main(argv: list[str] | None = None) -> None:
     """`harness-plan sweep=NAME [scale=..] [gpu= mfu= mem_gib= calibrate=] [overrides]`: a study's cost before it
     starts."""

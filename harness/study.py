@@ -84,18 +84,17 @@ def job_configs(jobs: list[list[str]], shape_only: bool = False) -> list[DictCon
 
     Raises ConfigError naming the first bad key or value.
     """
-    from hydra import compose
     from hydra.errors import HydraException
 
     from harness.build import check_config
 
     from harness.config import check_overrides, hydra_error
 
-    configs, seen = [], {}
+    configs, seen, composed = [], {}, {}
     for overrides in jobs:
         try:
             check_overrides(overrides)
-            cfg = compose("config", overrides=overrides)
+            cfg = compose_job(overrides, composed)
         except HydraException as e:
             raise ConfigError(f"{hydra_error(e, overrides)} [job: {' '.join(overrides)}]") from None
         try:
@@ -111,6 +110,33 @@ def job_configs(jobs: list[list[str]], shape_only: bool = False) -> list[DictCon
         seen[where] = overrides
         configs.append(cfg)
     return configs
+
+
+def compose_job(overrides: list[str], composed: dict[tuple, DictConfig]) -> DictConfig:
+    """`hydra.compose("config", overrides)` (inside an initialised Hydra), composed once per distinct choice of
+    config groups and other structural overrides (`composed`): a study's jobs differ in values of existing keys,
+    applied to a copy as Hydra applies them after composing (its private `_apply_overrides_to_config`)."""
+    import copy
+
+    from hydra import compose
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    from harness.config import CONF_DIR
+
+    def is_value(ov) -> bool:
+        key = ov.key_or_group
+        return (ov.type == OverrideType.CHANGE and ov.package is None and not ov.is_sweep_override()
+                and key.partition(".")[0] != "hydra" and not (CONF_DIR / key).is_dir())
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    structure = tuple(ov.input_line for ov in parsed if not is_value(ov))
+    if structure not in composed:
+        composed[structure] = compose("config", overrides=list(structure))
+    cfg = copy.deepcopy(composed[structure])
+    ConfigLoaderImpl._apply_overrides_to_config([ov for ov in parsed if is_value(ov)], cfg)
+    return cfg
 
 
 def summarise(configs: list[DictConfig]) -> Counter:

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 DEFAULT_STEPS = 200
 MAX_STEPS = 10_000_000  # a budget above this is a unit slip (1e30 tokens); even at 1 ms/step it is ~3 hours
 SCHEDULES = ("constant", "cosine", "linear", "wsd")
-# Divergence rule: a training loss that is NaN/inf at any step, the final validation loss (the only check of
-# the last update) NaN/inf or above DIVERGE_FACTOR x the validation loss at initialisation, or, during the run,
+# Divergence rule: a training loss that is NaN/inf at any step, an update beyond float32's range (torch refuses
+# the optimizer's step: an LR near 1e38; Adam's first step is 10 x the LR), the final validation loss (the only
+# check of the last update) NaN/inf or above DIVERGE_FACTOR x the validation loss at initialisation, or, during the run,
 # a validation loss above that bound at DIVERGE_CONFIRM suspicions in a row. A suspicion is the median of the
 # last DIVERGE_WINDOW training losses above the bound; it is looked at again after a fresh window. Training
 # losses only raise the suspicion: at batch size 1 a squared error ranges over orders of magnitude and several
@@ -366,7 +367,13 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSetting
                     loss.backward()
                 loss_sum += loss.detach()
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip) if tcfg.grad_clip else None
-            opt.step()
+            try:
+                opt.step()
+            except RuntimeError as e:  # torch's "value cannot be converted to type float without overflow"
+                if "without overflow" not in str(e):
+                    raise
+                why = f"update not finite (lr {base_lr * factor(step):.3g}: {e})"
+                raise Diverged(step + 1, why, out.history) from None
             opt.zero_grad(set_to_none=True)
             loss_value = float(mean(loss_sum, world))  # syncs the device: the step is done when the clock stops
             sync(device)

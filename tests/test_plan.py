@@ -74,7 +74,8 @@ def test_long_sequences_are_counted_exactly_from_short_ones(model):
 
 @pytest.mark.parametrize("overrides", [["data=teacher"], ["data=images"], ["data=markov", "data.vocab_size=32", "data.train_tokens=5000"],
                                        ["data=markov", "data.vocab_size=32", "data.train_tokens=stream"],
-                                       ["data=pycode", "data.max_bytes=300000", "data.seq_len=100"]])
+                                       ["data=pycode", "data.max_bytes=300000", "data.seq_len=100"],
+                                       ["data=deep_teacher"], ["data=recall"]])
 def test_a_tasks_shape_is_what_building_it_gives(overrides):
     from dataclasses import replace
 
@@ -84,6 +85,12 @@ def test_a_tasks_shape_is_what_building_it_gives(overrides):
     shape, built = data_shape(cfg, 3), build_data(cfg, 3)
     assert replace(shape.spec, info={}) == replace(built.spec, info={})
     assert (shape.n_train, shape.unique_train_tokens) == (built.n_train, built.unique_train_tokens)
+
+
+def test_every_task_has_a_shape():  # so a plan never makes data
+    from harness.data import SHAPES, TASKS
+
+    assert set(SHAPES) == set(TASKS)
 
 
 @pytest.mark.parametrize("old, new", [("--mem-gb=1", "mem_gib=1"), ("--mfu=0.3", "mfu=0.3")])

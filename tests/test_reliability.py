@@ -75,6 +75,17 @@ def test_the_last_update_is_checked(lr, runs):
     assert res.metrics["diverged_step"] == 1
 
 
+@pytest.mark.parametrize("optim", ["adamw", "sgd"])
+def test_an_update_beyond_float32_ends_diverged(optim, runs):
+    """Was: `failed` with `RuntimeError: value cannot be converted to type float without overflow` (torch refuses
+    the optimizer's step: Adam's first is 10 x the LR)."""
+    res = run(compose(small("mlp", runs, "trainer.max_steps=3", f"optim={optim}", "optim.lr=1e39",
+                            "optim.warmup_steps=0")))
+    assert res.status == "diverged" and res.reason.startswith("update not finite (lr 1e+39: "), res.reason
+    saved = json.loads((res.run_dir / "result.json").read_text())
+    assert saved["status"] == "diverged" and saved["metrics"]["diverged_step"] == 1
+
+
 def test_lstm_whose_loss_explodes_without_nan_ends_diverged(runs):
     res = run(compose(small("lstm", runs, "optim.lr=1e6", "trainer.max_steps=10")))
     assert res.status == "diverged" and "at initialisation" in res.reason, res.reason
@@ -608,6 +619,36 @@ def test_forecast_score_before_any_stage_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.strip() == (f"error: step=score: no forecast.json in {tmp_path / 'forecast'}: "
                                                    "run the steps before it first")
+
+
+def test_ctrl_c_during_harness_plan_is_one_line(tmp_path):
+    """Was: a KeyboardInterrupt traceback (also harness-collect and harness-cost, below)."""
+    code = ("import time, harness.plan as plan\n"
+            "def estimate(cfg):\n    print('planning', flush=True)\n    time.sleep(60)\n"
+            f"plan.estimate = estimate\nplan.main(['sweep=demo', 'scale=smoke', 'out_dir={tmp_path}'])")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "planning\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted (SIGINT): harness-plan stopped; run it again", err
+
+
+@pytest.mark.parametrize("command, work, args", [
+    ("harness-collect", "harness.collect.collect", ["runs"]),
+    ("harness-cost", "analysis.cost_cli.plan_cost", ["law=hoffmann2022", "compute=1e21"])])
+def test_ctrl_c_in_a_command_without_children_is_one_line(command, work, args, monkeypatch, capsys, tmp_path):
+    import importlib
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(work, interrupted)
+    main = importlib.import_module(work.rpartition(".")[0]).main
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 130 and capsys.readouterr().err == f"interrupted (SIGINT): {command} stopped; run it again\n"
 
 
 def test_ctrl_c_during_harness_analyze_is_one_line(tmp_path):

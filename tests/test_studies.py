@@ -57,6 +57,24 @@ def test_smoke_study_expands_to_its_runs_and_each_passes_the_checks(study, tmp_p
     assert len(configs) == EXPECTED_RUNS[study] == len({run_id(c) for c in configs})
 
 
+@pytest.mark.parametrize("overrides", [["sweep=architectures"], ["sweep=forecast", "stage=lr", "optim.schedule=wsd"]])
+def test_a_job_composed_once_per_group_choice_is_hydras_composition(overrides, tmp_path):
+    # job_configs composes once per distinct group choice and applies each job's values as Hydra does
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from harness.config import CONF_DIR
+    from harness.study import compose_job, expand_jobs, primary_config
+
+    jobs, composed = expand_jobs(primary_config([*overrides, "scale=smoke", f"out_dir={tmp_path}"])), {}
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        for job in jobs:
+            cfg = compose_job(job, composed)
+            assert OmegaConf.to_container(cfg) == OmegaConf.to_container(compose("config", overrides=job)), job
+            assert OmegaConf.is_struct(cfg)
+    assert len(composed) < len(jobs)
+
+
 def test_batch_lr_study_isolates_divergence(tmp_path):
     out = harness("-m", "sweep=batch_lr", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"out_dir={tmp_path}",
                   "logger=none")

@@ -11,11 +11,11 @@ from omegaconf import DictConfig
 
 from harness.config import choose
 from harness.data.base import Dataset, DataShape, DataSpec
-from harness.data.deep_teacher import build_deep_teacher
+from harness.data.deep_teacher import build_deep_teacher, deep_teacher_shape
 from harness.data.facts import build_facts, facts_shape
 from harness.data.images import build_images, images_shape
 from harness.data.markov import build_markov, markov_shape
-from harness.data.recall import build_recall
+from harness.data.recall import build_recall, recall_shape
 from harness.data.teacher import build_teacher, teacher_shape
 from harness.data.text import build_pycode, build_text, pycode_shape, text_identity, text_shape
 
@@ -33,11 +33,13 @@ TASKS: dict[str, Callable[[DictConfig, int], Dataset]] = {
 # The same tasks' spec and training size from the config alone (no data made): what `harness-plan` needs.
 SHAPES: dict[str, Callable[[DictConfig, int], DataShape]] = {
     "teacher": lambda cfg, seed: teacher_shape(cfg),
+    "deep_teacher": lambda cfg, seed: deep_teacher_shape(cfg),
     "images": lambda cfg, seed: images_shape(cfg),
     "markov": lambda cfg, seed: markov_shape(cfg),
     "facts": lambda cfg, seed: facts_shape(cfg),
     "pycode": pycode_shape,
     "text": text_shape,
+    "recall": lambda cfg, seed: recall_shape(cfg),
 }
 
 
@@ -60,11 +62,9 @@ def build_data(cfg: DictConfig, seed: int = 0) -> Dataset:
     return TASKS[choose("data.name", cfg.name, TASKS)](cfg, seed)
 
 
-def data_shape(cfg: DictConfig, seed: int = 0) -> DataShape | Dataset:
-    """The task's spec and training size (`spec`, `n_train`, `unique_train_tokens`) without making its data;
-    a task with no shape function is built (the same three attributes)."""
-    name = choose("data.name", cfg.name, TASKS)
-    return SHAPES[name](cfg, seed) if name in SHAPES else TASKS[name](cfg, seed)
+def data_shape(cfg: DictConfig, seed: int = 0) -> DataShape:
+    """The task's spec and training size (`spec`, `n_train`, `unique_train_tokens`) without making its data."""
+    return SHAPES[choose("data.name", cfg.name, TASKS)](cfg, seed)
 
 
 __all__ = ["DataShape", "Dataset", "DataSpec", "SHAPES", "TASKS", "build_data", "data_identity", "data_shape"]

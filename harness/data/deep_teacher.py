@@ -10,16 +10,22 @@ import torch
 from omegaconf import DictConfig
 
 from harness.config import positive
-from harness.data.base import Dataset, DataSpec
+from harness.data.base import Dataset, DataShape, DataSpec
+
+
+def deep_teacher_shape(cfg: DictConfig) -> DataShape:
+    """The task's spec and training size from its config alone."""
+    for key in ("teacher_width", "teacher_depth", "val_samples"):
+        positive(f"data.{key}", cfg[key])
+    positive("data.gain", cfg.gain, integer=False)
+    spec = DataSpec(kind="vector", loss="mse", n_outputs=1, input_dim=positive("data.input_dim", cfg.input_dim))
+    return DataShape(spec, positive("data.train_samples", cfg.train_samples))
 
 
 def build_deep_teacher(cfg: DictConfig, seed: int) -> Dataset:
-    d = positive("data.input_dim", cfg.input_dim)
-    width = positive("data.teacher_width", cfg.teacher_width)
-    depth = positive("data.teacher_depth", cfg.teacher_depth)
-    gain = positive("data.gain", cfg.gain, integer=False)
-    n_train = positive("data.train_samples", cfg.train_samples)
-    n_val = positive("data.val_samples", cfg.val_samples)
+    shape = deep_teacher_shape(cfg)
+    spec, d, n_train, n_val = shape.spec, shape.spec.input_dim, int(shape.n_train), int(cfg.val_samples)
+    width, depth, gain = int(cfg.teacher_width), int(cfg.teacher_depth), float(cfg.gain)
     g = torch.Generator().manual_seed(seed)
     weights = [torch.randn(a, width, generator=g) * gain / a ** 0.5 for a in [d] + [width] * (depth - 1)]
     head = torch.randn(width, 1, generator=g) / width ** 0.5
@@ -35,5 +41,4 @@ def build_deep_teacher(cfg: DictConfig, seed: int) -> Dataset:
         x = torch.randn(n, d, generator=g)
         return x, teacher(x) / scale + float(cfg.noise) * torch.randn(n, 1, generator=g)
 
-    spec = DataSpec(kind="vector", loss="mse", n_outputs=1, input_dim=d)
     return Dataset(spec, make(n_train), make(n_val))

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from harness.config import choose, fail, positive
-from harness.data.base import IGNORE, Dataset, DataSpec
+from harness.data.base import IGNORE, Dataset, DataShape, DataSpec
 
 
 class RecallDataset(Dataset):
@@ -40,14 +40,22 @@ class RecallDataset(Dataset):
         return moved
 
 
-def build_recall(cfg: DictConfig, seed: int) -> Dataset:
+def recall_shape(cfg: DictConfig) -> DataShape:
+    """The task's spec and training size from its config alone."""
     lag = positive("data.lag", cfg.lag)
     vocab = positive("data.vocab_size", cfg.vocab_size)
     if vocab < 3:
         fail("data.vocab_size", vocab, "needs a blank and at least 2 tokens to remember (>= 3)")
-    blank = choose("data.distractors", cfg.distractors, ["blank", "random"]) == "blank"
-    n_train = positive("data.train_samples", cfg.train_samples)
-    n_val = positive("data.val_samples", cfg.val_samples)
+    choose("data.distractors", cfg.distractors, ["blank", "random"])
+    positive("data.val_samples", cfg.val_samples)
+    spec = DataSpec(kind="tokens", loss="ce", n_outputs=vocab, seq_len=lag + 1)
+    return DataShape(spec, positive("data.train_samples", cfg.train_samples))
+
+
+def build_recall(cfg: DictConfig, seed: int) -> Dataset:
+    shape = recall_shape(cfg)
+    spec, lag, vocab = shape.spec, shape.spec.seq_len - 1, shape.spec.n_outputs
+    blank, n_train, n_val = cfg.distractors == "blank", int(shape.n_train), int(cfg.val_samples)
     g = torch.Generator().manual_seed(seed)
 
     def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,5 +65,4 @@ def build_recall(cfg: DictConfig, seed: int) -> Dataset:
         y[:, -1] = x[:, 0]
         return x, y
 
-    spec = DataSpec(kind="tokens", loss="ce", n_outputs=vocab, seq_len=lag + 1)
     return RecallDataset(spec, make(n_train), make(n_val))

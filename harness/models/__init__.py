@@ -46,15 +46,23 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
     return total, non_emb
 
 
-def _count(cls, cfg, spec, width: int, **kw) -> int:
-    """Parameters at `width`, memoised: a study's jobs repeat the same searches (and `harness-plan` checks
-    each job twice: when it expands the study and when it estimates the run)."""
-    key = (cls, json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True),
-           (spec.kind, spec.n_outputs, spec.input_dim, spec.image_shape, spec.seq_len), width, tuple(sorted(kw.items())))
-    if key not in _COUNTS:
-        with torch.device("meta"):  # no memory: just the shapes
-            _COUNTS[key] = count_params(cls.from_config(cfg, spec, width, **kw))
-    return _COUNTS[key]
+def _counter(cls, cfg: DictConfig, spec: DataSpec):
+    """count(width, **knobs): parameters at `width`, memoised: a study's jobs repeat the same searches (and
+    `harness-plan` checks each job twice: when it expands the study and when it estimates the run) and sizes
+    of one model share their counts. The config is serialised once per search, without `target_params`, which no
+    model reads."""
+    knobs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "target_params"}
+    shape = (cls, json.dumps(knobs, sort_keys=True),
+             (spec.kind, spec.n_outputs, spec.input_dim, spec.image_shape, spec.seq_len))
+
+    def count(width: int, **kw) -> int:
+        key = (*shape, width, tuple(sorted(kw.items())))
+        if key not in _COUNTS:
+            with torch.device("meta"):  # no memory: just the shapes
+                _COUNTS[key] = count_params(cls.from_config(cfg, spec, width, **kw))
+        return _COUNTS[key]
+
+    return count
 
 
 def _fit_width(cls, cfg: DictConfig, spec: DataSpec, target: int) -> nn.Module:
@@ -64,28 +72,29 @@ def _fit_width(cls, cfg: DictConfig, spec: DataSpec, target: int) -> nn.Module:
     """
     step = positive("model.n_heads", cfg.n_heads) if cls is Transformer else getattr(cls, "width_step", 1)
     lo, hi = 1, int(MAX_WIDTH // step)
-    smallest, largest = _count(cls, cfg, spec, step), None
+    count = _counter(cls, cfg, spec)
+    smallest, largest = count(step), None
     if smallest > target * (1 + TARGET_TOLERANCE):
         fail("model.target_params", target, f"unreachable for model={cfg.name} at this depth and task: "
              f"the smallest width gives {smallest:,} parameters")
     while lo < hi:  # invariant: count(lo * step) <= target or lo == 1
         mid = (lo + hi + 1) // 2
-        if _count(cls, cfg, spec, mid * step) <= target:
+        if count(mid * step) <= target:
             lo = mid
         else:
             hi = mid - 1
     candidates = [lo * step, min(lo + 1, int(MAX_WIDTH // step)) * step]
-    width = min(candidates, key=lambda w: abs(_count(cls, cfg, spec, w) - target))
+    width = min(candidates, key=lambda w: abs(count(w) - target))
     extra = {}
     if cls is Transformer:
         width = lo * step
-        base = _count(cls, cfg, spec, width, d_ff=1)
-        per_unit = _count(cls, cfg, spec, width, d_ff=2) - base
+        base = count(width, d_ff=1)
+        per_unit = count(width, d_ff=2) - base
         extra["d_ff"] = max(1, round((target - base) / per_unit) + 1)
     model = cls.from_config(cfg, spec, width, **extra)
     got = count_params(model)
     if abs(got - target) > TARGET_TOLERANCE * target:
-        largest = _count(cls, cfg, spec, MAX_WIDTH)
+        largest = count(MAX_WIDTH)
         fail("model.target_params", target, f"unreachable for model={cfg.name}: closest count is {got:,} "
              f"(range {smallest:,} to {largest:,})")
     return model
