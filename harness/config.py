@@ -200,12 +200,13 @@ def check_study_keys(overrides: list[str]) -> None:
     declared), instead of changing the run's id and nothing else."""
     from harness.schema import STUDY_KEYS
 
-    study = [ov.lstrip("+~").partition("=") for ov in overrides if ov.lstrip("+~").partition("=")[0].split(".")[0] in STUDY_KEYS]
+    pairs = [ov.lstrip("+~").partition("=") for ov in overrides]
+    study = [(key, value) for key, _, value in pairs if key.split(".")[0] in STUDY_KEYS]
     if not study:
         return
     chosen = {v for ov in overrides if ov.partition("=")[0] == "sweep" for v in ov.partition("=")[2].split(",")}
     setting = {name: set(OmegaConf.load(CONF_DIR / "sweep" / f"{name}.yaml")) for name in group_options("sweep")}
-    for key, _, value in study:
+    for key, value in study:
         top = key.split(".")[0]
         if not any(top in setting.get(name, ()) for name in chosen):
             fail(key, value, "unknown key: only a sweep that sets it reads it",
@@ -252,6 +253,8 @@ def hydra_error(error: Exception, overrides: Iterable[str]) -> ConfigError:
 def type_error(error: BaseException, overrides: Iterable[str] = ()) -> ConfigError | None:
     """A value the schema's type refuses (an OmegaConf ValidationError, in `error` or its causes) as
     `key=value: must be <the declared type>` (harness/schema.py `expected`); None for any other error."""
+    import dataclasses
+
     from omegaconf.errors import ValidationError
 
     from harness.schema import expected
@@ -259,7 +262,10 @@ def type_error(error: BaseException, overrides: Iterable[str] = ()) -> ConfigErr
     cause: BaseException | None = error
     while cause is not None and not isinstance(cause, ValidationError):
         cause = cause.__cause__ or cause.__context__
-    words = expected(cause.full_key) if cause is not None and cause.full_key else None
+    if cause is None or not cause.full_key:
+        return None
+    owner = cause.object_type if dataclasses.is_dataclass(cause.object_type) else None  # the field's dataclass
+    words = (owner and expected(str(cause.key), owner)) or expected(cause.full_key)
     if words is None:
         return None
     given = [o.partition("=")[2] for o in overrides if o.lstrip("+~").partition("=")[0] == cause.full_key]
@@ -324,5 +330,5 @@ def resolved(cfg: DictConfig) -> dict:
             raise ConfigError(f"{key}=???: a value is required (set {key}=...)") from None
         if (typed := type_error(e)) is not None:  # an interpolation that resolved to the wrong type
             raise typed from None
-        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", str(e).splitlines()[0])  # a resolver's own line
+        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", str(e).splitlines()[0])  # a resolver: its line
         raise ConfigError(f"{key}: {why}") from None

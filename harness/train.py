@@ -148,7 +148,8 @@ def check_step_cap(cfg: DictConfig, steps: int) -> int:
 
 def check_training(cfg: DictConfig) -> None:
     """Check what the types of the trainer/optim keys (harness/schema.py) cannot say: ranges, choices, keys that
-    depend on each other; ConfigError names the first bad one (`harness.build.resolve_settings` calls it once per run)."""
+    depend on each other; ConfigError names the first bad one (`harness.build.resolve_settings` calls it once
+    per run)."""
     tcfg, ocfg = cfg.trainer, cfg.optim
     batch = positive("trainer.batch_size", tcfg.batch_size)
     accum = tcfg.grad_accum
