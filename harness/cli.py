@@ -11,12 +11,11 @@ import signal
 import sys
 
 import hydra
-from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from harness.children import QUIET_ENV
 from harness.config import (CONF_DIR, EXIT_FAILED, ConfigError, check_overrides, check_paths, compose,
-                            exit_bad_input, hydra_error)
+                            exit_bad_input, register)
 
 log = logging.getLogger("harness")
 
@@ -32,6 +31,7 @@ def app(cfg: DictConfig) -> str:
     """Hydra's task function: one run. In a multirun it returns the status instead of exiting."""
     from harness.runner import run
 
+    register()  # a launcher's worker process (joblib, submitit) resolves the config here first
     multirun = _is_multirun()
     try:
         result = run(cfg)
@@ -77,6 +77,7 @@ def main() -> None:
     # An interrupted joblib study's workers leave semaphores that loky's resource tracker (a process of its
     # own, which inherits this) cleans up with a multi-line warning: that is its job, not news for the user.
     os.environ.setdefault("PYTHONWARNINGS", f"ignore::UserWarning:{LOKY_TRACKER}")
+    register()
     args = sys.argv[1:]
     overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra"))]
     try:
@@ -87,8 +88,6 @@ def main() -> None:
             check_paths(compose(overrides))
     except ConfigError as e:
         exit_bad_input(e)
-    except HydraException as e:
-        exit_bad_input(hydra_error(e, overrides))
     from harness.runner import interruptible
 
     try:

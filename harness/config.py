@@ -8,7 +8,6 @@ and `key_values` (`key=value`), and run inside `bad_input_exits`.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import sys
@@ -17,25 +16,12 @@ from typing import Any, Iterable, Iterator, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.flops import tokens_for
-
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Keys that place or label a run but do not change what it computes: excluded from run_id.
 NON_IDENTITY_KEYS = ("out_dir", "force", "logger", "study", "scale", "grid", "hydra", "analyses",
                      "trainer.checkpoint_every", "trainer.keep_checkpoint")
 NAME_MAX = 255  # bytes in one folder name (Linux, macOS)
 FOLDER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]*")
-
-
-def isoflop_params(compute: float, tokens_per_param: float, multiple: float = 1.0) -> int:
-    """`${isoflop_params:C,r,m}`: m times the size N with D = r N tokens at compute C = 6 N D, N = sqrt(C / 6r).
-
-    Lets a study place its sizes around each FLOP budget's expected optimum (IsoFLOP ladders).
-    """
-    return max(1, round(math.sqrt(tokens_for(float(compute), float(tokens_per_param))) * float(multiple)))
-
-
-OmegaConf.register_new_resolver("isoflop_params", isoflop_params, replace=True)
 
 
 class ConfigError(ValueError):
@@ -113,21 +99,6 @@ def bad_input_exits() -> Iterator[None]:
         exit_bad_input(e)
 
 
-LR_RULES = {"none": lambda n: 1.0, "linear": lambda n: float(n), "sqrt": lambda n: float(n) ** 0.5}
-
-
-def _dp_lr(lr: Any, rule: str, world: Any) -> float:
-    """`${dp_lr:lr,rule,world}`: the LR scaled for `world` ranks by an LR rule (none, linear, sqrt)."""
-    if rule not in LR_RULES:
-        fail("dp.rule", rule, "unknown LR scaling rule", LR_RULES)
-    return float(lr) * LR_RULES[rule](int(world))
-
-
-# The dp study's arithmetic: global batch = per-rank batch x world, and the LR rule.
-OmegaConf.register_new_resolver("dp_batch", lambda per_rank, world: int(per_rank) * int(world), replace=True)
-OmegaConf.register_new_resolver("dp_lr", _dp_lr, replace=True)
-
-
 def fail(key: str, value: Any, why: str, valid: Iterable[Any] | None = None) -> None:
     """Raise a one-line ConfigError for `key=value`."""
     msg = f"{key}={value}: {why}"
@@ -180,15 +151,32 @@ def group_options(group: str) -> list[str]:
     return sorted(name[:-5] for name in os.listdir(folder) if name.endswith(".yaml"))
 
 
+def register() -> None:
+    """What Hydra needs before it composes a config: the schema in its ConfigStore (harness/schema.py) and the
+    resolvers (harness/resolvers.py). Called by every entry point that composes: `harness` and its jobs,
+    `compose`, the study code."""
+    from harness import resolvers, schema
+
+    schema.register()
+    resolvers.register()
+
+
 def compose(overrides: list[str] | None = None) -> DictConfig:
-    """Compose the run config from conf/ with Hydra overrides, as the `harness` command would."""
+    """Compose the run config from conf/ with Hydra overrides, as the `harness` command would; bad overrides
+    (an unknown key, a value of the wrong type, ...) raise its one-line ConfigError (`hydra_error`)."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
-    check_overrides(overrides or [])
+    overrides = list(overrides or [])
+    check_overrides(overrides)
+    register()
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return hydra_compose("config", overrides=list(overrides or []))
+        try:
+            return hydra_compose("config", overrides=overrides)
+        except HydraException as e:
+            raise hydra_error(e, overrides) from None
 
 
 def check_overrides(overrides: Iterable[str]) -> None:
@@ -196,6 +184,7 @@ def check_overrides(overrides: Iterable[str]) -> None:
     keys (`+key=value`), which nothing in the harness would read (`+hydra.*` and `++key` are left to Hydra)."""
     overrides = list(overrides)
     check_group_choices(overrides)
+    check_study_keys(overrides)
     for ov in overrides:
         key, _, value = ov.partition("=")
         if key.startswith("+") and not key.startswith("++"):
@@ -205,10 +194,32 @@ def check_overrides(overrides: Iterable[str]) -> None:
                      "(set an existing key without '+'; `harness --cfg job` lists them)")
 
 
+def check_study_keys(overrides: list[str]) -> None:
+    """A study key (`stage`, `dp.rule`, ...: harness/schema.py `STUDY_KEYS`) is read only by the sweeps that set
+    it: set with another sweep, or none, it fails in one line naming them (as an unknown key did before it was
+    declared), instead of changing the run's id and nothing else."""
+    from harness.schema import STUDY_KEYS
+
+    pairs = [ov.lstrip("+~").partition("=") for ov in overrides]
+    study = [(key, value) for key, _, value in pairs if key.split(".")[0] in STUDY_KEYS]
+    if not study:
+        return
+    chosen = {v for ov in overrides if ov.partition("=")[0] == "sweep" for v in ov.partition("=")[2].split(",")}
+    setting = {name: set(OmegaConf.load(CONF_DIR / "sweep" / f"{name}.yaml")) for name in group_options("sweep")}
+    for key, value in study:
+        top = key.split(".")[0]
+        if not any(top in setting.get(name, ()) for name in chosen):
+            fail(key, value, "unknown key: only a sweep that sets it reads it",
+                 [f"sweep={name}" for name in sorted(setting) if top in setting[name]])
+
+
 def hydra_error(error: Exception, overrides: Iterable[str]) -> ConfigError:
-    """Hydra's multi-line composition or parse error as one line; an unknown key lists the valid keys."""
+    """Hydra's multi-line composition or parse error as one line; an unknown key lists the valid keys, a value
+    of the wrong type names the type the schema declares (`type_error`)."""
     from hydra.errors import HydraException, OverrideParseException
 
+    if (typed := type_error(error, overrides)) is not None:
+        return typed
     paragraphs = [" ".join(p.split()) for p in str(error).split("\n\n") if p.strip()]
     found = re.match(r"Could not override '([^']+)'", paragraphs[0] if paragraphs else "")
     if found:
@@ -218,7 +229,7 @@ def hydra_error(error: Exception, overrides: Iterable[str]) -> ConfigError:
         parent, _, _ = key.rpartition(".")
         try:
             node = OmegaConf.select(compose(others), parent) if parent and not key.startswith("hydra") else None
-        except (ConfigError, HydraException):
+        except ConfigError:
             node = None
         valid = sorted(node.keys()) if isinstance(node, DictConfig) else None
         value = given[0].partition("=")[2] if given else "?"
@@ -237,6 +248,28 @@ def hydra_error(error: Exception, overrides: Iterable[str]) -> ConfigError:
             except HydraException:
                 return ConfigError(f"{ov}: cannot parse: {line}")
     return ConfigError(line)
+
+
+def type_error(error: BaseException, overrides: Iterable[str] = ()) -> ConfigError | None:
+    """A value the schema's type refuses (an OmegaConf ValidationError, in `error` or its causes) as
+    `key=value: must be <the declared type>` (harness/schema.py `expected`); None for any other error."""
+    import dataclasses
+
+    from omegaconf.errors import ValidationError
+
+    from harness.schema import expected
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None or not cause.full_key:
+        return None
+    owner = cause.object_type if dataclasses.is_dataclass(cause.object_type) else None  # the field's dataclass
+    words = (owner and expected(str(cause.key), owner)) or expected(cause.full_key)
+    if words is None:
+        return None
+    given = [o.partition("=")[2] for o in overrides if o.lstrip("+~").partition("=")[0] == cause.full_key]
+    return ConfigError(f"{cause.full_key}={given[-1] if given else cause.value}: must be {words}")
 
 
 def check_group_choices(overrides: Iterable[str]) -> None:
@@ -283,13 +316,19 @@ def inside(folder: Path, out_dir: Path) -> Path:
 
 
 def resolved(cfg: DictConfig) -> dict:
-    """The resolved config as a dict; a missing or unresolvable value is a one-line ConfigError naming its key."""
+    """The resolved config as a dict, as a run records it (study keys no sweep set left out: `schema.drop_unset`);
+    a missing or unresolvable value is a one-line ConfigError naming its key."""
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+    from harness.schema import drop_unset
+
     try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        return drop_unset(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "config"
         if isinstance(e, MissingMandatoryValue):
             raise ConfigError(f"{key}=???: a value is required (set {key}=...)") from None
-        raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
+        if (typed := type_error(e)) is not None:  # an interpolation that resolved to the wrong type
+            raise typed from None
+        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", str(e).splitlines()[0])  # a resolver: its line
+        raise ConfigError(f"{key}: {why}") from None

@@ -66,7 +66,9 @@ def check(cfg: DictConfig) -> int:
         return 1
     choose("dist.backend", dcfg.backend, ["auto", "gloo", "nccl"])
     positive("dist.timeout_s", dcfg.timeout_s, integer=False)
-    return positive("dist.nproc", dcfg.nproc)
+    if dcfg.nproc < 1:
+        fail("dist.nproc", dcfg.nproc, "must be positive")
+    return dcfg.nproc
 
 
 def adopt(cfg: DictConfig) -> World:

@@ -28,7 +28,7 @@ from harness import distributed, metrics
 from harness.build import build_run, check_config
 from harness.checkpoint import Checkpointer
 from harness.children import stop_children
-from harness.config import check_paths, inside, positive
+from harness.config import check_paths, inside, positive, resolved
 from harness.data import Dataset
 from harness.device import environment, resolve_device, resolve_threads
 from harness.identity import run_id as make_run_id
@@ -223,7 +223,7 @@ class _Job:
 
 def _record(cfg: DictConfig, rid: str, settings: RunSettings) -> dict[str, Any]:
     """result.json before training: status running, the config asked for and the settings it resolved to."""
-    return {"run_id": rid, "status": "running", "reason": None, "config": OmegaConf.to_container(cfg, resolve=True),
+    return {"run_id": rid, "status": "running", "reason": None, "config": resolved(cfg),
             "settings": settings.record(), "env": None, "metrics": {}}
 
 

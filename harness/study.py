@@ -55,9 +55,10 @@ def primary_config(overrides: list[str]) -> DictConfig:
     from hydra.errors import HydraException
     from hydra.types import RunMode
 
-    from harness.config import CONF_DIR, check_overrides, hydra_error
+    from harness.config import CONF_DIR, check_overrides, hydra_error, register
 
     check_overrides(overrides)
+    register()
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         try:

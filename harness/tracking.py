@@ -13,8 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from harness.config import resolved
 from harness.metric_table import wandb_key
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class Tracker:
             self.run = open_wandb(
                 project=lcfg.project, entity=lcfg.entity, group=lcfg.group, job_type=lcfg.job_type,
                 tags=list(lcfg.tags), name=f"{cfg.study}-{run_id}", id=run_id, resume="allow",
-                mode=lcfg.mode, dir=wandb_dir, config={**flatten(OmegaConf.to_container(cfg, resolve=True)), **flatten(settings, "settings.")})
+                mode=lcfg.mode, dir=wandb_dir, config={**flatten(resolved(cfg)), **flatten(settings, "settings.")})
         except Exception as e:  # noqa: BLE001 - wandb may fail in many ways; the run must go on
             self._disable(e)
 

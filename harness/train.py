@@ -7,7 +7,7 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -148,11 +148,14 @@ def check_step_cap(cfg: DictConfig, steps: int) -> int:
 
 
 def check_training(cfg: DictConfig) -> None:
-    """Check every trainer/optim key the loop reads; ConfigError names the first bad one
-    (`harness.build.resolve_settings` calls it once per run)."""
+    """Check what the types of the trainer/optim keys (harness/schema.py) cannot say: ranges, choices, keys that
+    depend on each other; ConfigError names the first bad one (`harness.build.resolve_settings` calls it once
+    per run)."""
     tcfg, ocfg = cfg.trainer, cfg.optim
     batch = positive("trainer.batch_size", tcfg.batch_size)
-    accum = positive("trainer.grad_accum", tcfg.grad_accum)
+    accum = tcfg.grad_accum
+    if accum < 1:
+        fail("trainer.grad_accum", accum, "must be positive")
     if batch % accum:
         fail("trainer.grad_accum", accum, f"must divide trainer.batch_size={batch}")
     world = world_size(cfg)
@@ -162,11 +165,9 @@ def check_training(cfg: DictConfig) -> None:
     choose("optim.name", ocfg.name, ["adamw", "sgd"])
     choose("optim.schedule", ocfg.schedule, SCHEDULES)
     positive("optim.lr", ocfg.lr, integer=False)
-    betas = ocfg.betas
-    if not (isinstance(betas, Sequence) and len(betas) == 2 and all(_fraction(b) for b in betas)):
-        fail("optim.betas", list(betas) if isinstance(betas, Sequence) else betas,
-             "must be two numbers in [0, 1), e.g. [0.9,0.95]")
-    if not _fraction(ocfg.momentum):
+    if not (len(ocfg.betas) == 2 and all(0 <= b < 1 for b in ocfg.betas)):
+        fail("optim.betas", list(ocfg.betas), "must be two numbers in [0, 1), e.g. [0.9,0.95]")
+    if not 0 <= ocfg.momentum < 1:
         fail("optim.momentum", ocfg.momentum, "must be in [0, 1)")
     if float(ocfg.lr_exponent) != 0:
         positive("optim.lr_ref_params", ocfg.lr_ref_params)
@@ -183,13 +184,12 @@ def check_training(cfg: DictConfig) -> None:
     non_negative("optim.warmup_steps", ocfg.warmup_steps)
     non_negative("optim.weight_decay", ocfg.weight_decay, integer=False)
     non_negative("trainer.grad_clip", tcfg.grad_clip, integer=False)
-    non_negative("trainer.eval_every", tcfg.eval_every)
-    positive("trainer.log_every", tcfg.log_every)
-    if non_negative("optim.min_lr_ratio", ocfg.min_lr_ratio, integer=False) > 1:
+    if tcfg.eval_every < 0:
+        fail("trainer.eval_every", tcfg.eval_every, "must be >= 0")
+    if tcfg.log_every < 1:
+        fail("trainer.log_every", tcfg.log_every, "must be positive")
+    if not 0 <= ocfg.min_lr_ratio <= 1:
         fail("optim.min_lr_ratio", ocfg.min_lr_ratio, "must be in [0, 1]")
-    compiled = tcfg.compile
-    if not isinstance(compiled, bool):
-        fail("trainer.compile", compiled, "must be true or false")
     positive("trainer.eval_samples", tcfg.eval_samples)
 
 
@@ -205,11 +205,6 @@ def _check_branch(cfg: DictConfig, world: int) -> None:
         fail("trainer.branch", True, "needs optim.lr_tokens_exponent=0 (branches share one peak LR)")
     if world > 1:
         fail("trainer.branch", True, "data-parallel runs (dist.nproc > 1) do not branch; set trainer.branch=false")
-
-
-def _fraction(value: object) -> bool:
-    """Whether `value` is a number in [0, 1) (Adam's betas, SGD's momentum)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
 
 
 def peak_lr(cfg: DictConfig, n_params: int, tokens: float) -> float:

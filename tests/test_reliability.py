@@ -353,7 +353,7 @@ def test_a_sweep_over_a_label_would_duplicate_runs_and_fails(tmp_path):
     (["model.target_params=1e15"], "model.target_params=.*more than this machine's memory"),
     (["seed=4294967296"], r"seed=4294967296: must be a whole number in \[0, 4294967295\]"),  # repeated seed 0
     (["seed=99999999999999999999"], r"seed=99999999999999999999: must be a whole number in \[0, 4294967295\]"),
-    (["optim.betas=[2,0.9]"], r"optim.betas=\[2, 0.9\]: must be two numbers in \[0, 1\)"),
+    (["optim.betas=[2,0.9]"], r"optim.betas=\[2.0, 0.9\]: must be two numbers in \[0, 1\)"),
     (["optim=sgd", "optim.momentum=-1"], r"optim.momentum=-1: must be in \[0, 1\)"),
 ])
 def test_bad_value_is_one_config_error_and_writes_nothing(args, match, runs):

@@ -127,10 +127,6 @@ def facts_shape(cfg: DictConfig) -> DataShape:
         fail("data.key_len", key_len, f"alphabet**key_len = {alphabet ** key_len:.1e} keys is too many (max 2**24)")
     if cfg.train_tokens != "stream":
         fail("data.train_tokens", cfg.train_tokens, "facts streams fresh records: use `stream`")
-    try:
-        int(cfg.task_seed)
-    except (TypeError, ValueError):
-        fail("data.task_seed", cfg.task_seed, "must be a whole number")
     token_windows(positive("data.val_tokens", cfg.val_tokens), seq_len, "val")
     return DataShape(DataSpec(kind="tokens", loss="ce", n_outputs=alphabet + values, seq_len=seq_len), math.inf)
 

@@ -145,10 +145,6 @@ def markov_shape(cfg: DictConfig) -> DataShape:
     positive("data.concentration", cfg.concentration, integer=False)
     if not float(cfg.get("zipf", 0.0)) >= 0:
         fail("data.zipf", cfg.zipf, "must be >= 0 (0 = no Zipf skew)")
-    try:
-        int(cfg.chain_seed)
-    except (TypeError, ValueError):
-        fail("data.chain_seed", cfg.chain_seed, "must be a whole number")
     if V ** (k + 1) > 5e7:
         fail("data.order", k, f"vocab_size**(order+1) = {V ** (k + 1):.1e} transition entries is too large (max 5e7)")
     spec = DataSpec(kind="tokens", loss="ce", n_outputs=V, seq_len=seq_len)
