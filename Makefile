@@ -17,11 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# Both cores: two pytest workers (pytest-xdist); the SLURM cases share one worker (`xdist_group`), since they
+# share one scheduler. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q --ignore=tests/benchmarks
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/benchmarks
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow" --ignore=tests/benchmarks
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" --ignore=tests/benchmarks
 
 # One real run per architecture, then the smoke forecast: an LR rule, a 30x ladder of small Transformers on
 # fresh Markov tokens, four laws fitted, forecasts pre-registered, the 10x runs trained and scored.

@@ -15,7 +15,7 @@ from conftest import small
 from harness.config import compose
 from harness.runner import run
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one scheduler: one worker
 ROOT = Path(__file__).parent.parent
 
 
