@@ -225,6 +225,7 @@ class TextData:
     max_bytes: Optional[Number] = MISSING  # corpus size cap; null: all of it
     train_tokens: Optional[Number] = MISSING  # unique training tokens; null: all of the train split
     val_fraction: Number = MISSING  # the corpus's share held out for validation
+    split_seed: int = MISSING  # draws which blocks are held out: one validation set for every run seed
 
 
 @dataclass
