@@ -100,10 +100,12 @@ def command(prog: str, then: str = "the same command resumes (finished runs are 
             signal.signal(sig, old)
 
 
-def run(cmd: list[str]) -> int:
+def run(cmd: list[str], quiet: bool = False) -> int:
     """Run `cmd` to its end and return its exit status; a signal meanwhile stops it as `command` says, and
-    `command`'s line is the only one (QUIET_ENV tells a harness child not to print its own).
+    `command`'s line is the only one (QUIET_ENV tells a harness child not to print its own). `quiet`: the
+    child's standard output is discarded (its errors still show).
 
     Not subprocess.run nor Popen's context manager: on Ctrl-C they SIGKILL or wait for the child without
     passing the signal on."""
-    return subprocess.Popen(cmd, env={**os.environ, QUIET_ENV: "1"}).wait()
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(cmd, env={**os.environ, QUIET_ENV: "1"}, stdout=out).wait()

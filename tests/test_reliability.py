@@ -633,10 +633,13 @@ def test_ctrl_c_during_harness_plan_is_one_line(tmp_path):
     assert proc.returncode == 130 and err.strip() == "interrupted (SIGINT): harness-plan stopped; run it again", err
 
 
-@pytest.mark.parametrize("command, work, args", [
-    ("harness-collect", "harness.collect.collect", ["runs"]),
-    ("harness-cost", "analysis.cost_cli.plan_cost", ["law=hoffmann2022", "compute=1e21"])])
-def test_ctrl_c_in_a_command_without_children_is_one_line(command, work, args, monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("command, entry, work, args, then", [
+    ("harness-collect", "harness.collect", "harness.collect.collect", ["runs"], "run it again"),
+    ("harness-cost", "analysis.cost_cli", "analysis.cost_cli.plan_cost", ["law=hoffmann2022", "compute=1e21"],
+     "run it again"),
+    ("harness-claims", "analysis.claims.cli", "analysis.claims.report.run_claims", ["scale=smoke"],
+     "the same command resumes (finished runs are kept)")])
+def test_ctrl_c_in_a_command_is_one_line(command, entry, work, args, then, monkeypatch, capsys, tmp_path):
     import importlib
 
     def interrupted(*_, **__):
@@ -648,10 +651,9 @@ def test_ctrl_c_in_a_command_without_children_is_one_line(command, work, args, m
     # in-process: the children this test process already has (wandb's service, pytest-xdist's) are not the command's
     monkeypatch.setattr("harness.children.psutil.Process.children", lambda *_, **__: [])
     monkeypatch.setattr("harness.children.stop_children", lambda *_, **__: None)
-    main = importlib.import_module(work.rpartition(".")[0]).main
     with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code == 130 and capsys.readouterr().err == f"interrupted (SIGINT): {command} stopped; run it again\n"
+        importlib.import_module(entry).main(args)
+    assert exc.value.code == 130 and capsys.readouterr().err == f"interrupted (SIGINT): {command} stopped; {then}\n"
 
 
 def test_ctrl_c_during_harness_analyze_is_one_line(tmp_path):

@@ -4,13 +4,15 @@
 
 Writes <out_dir>/claims/claims.json and report.md (claim=NAME re-judges one claim and keeps the others' entries);
 each claim's study lives in <out_dir>/claims/<study>/, so a re-run reuses finished runs.
-Exit codes: 0 done; 1 a claim's measurement crashed (its entry says so); 2 bad input.
+Exit codes: 0 done; 1 a claim's measurement crashed (its entry says so); 2 bad input; 130/143 interrupted
+(the study under way is stopped with its runs recorded; the same command resumes).
 """
 from __future__ import annotations
 
 import sys
 
 from analysis.claims.claim import ORDER
+from harness import children
 from harness.config import bad_input_exits, choose, command_args, key_values
 
 OWN_KEYS = ("scale", "claim", "out_dir")
@@ -25,6 +27,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return own, extra
 
 
+@children.command("harness-claims")
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `harness-claims`."""
     argv = command_args(argv, __doc__)

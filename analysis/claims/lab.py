@@ -1,13 +1,13 @@
 """Where claims are measured: their studies (multiruns of sweep files, so a re-run resumes) and their figures."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from harness import children
 from harness.config import EXIT_BAD_INPUT
 from harness.collect import collect
 
@@ -51,7 +51,7 @@ class Lab:
             cmd = [sys.executable, "-m", "harness", "-m", f"sweep={sweep}", f"scale={self.scale}",
                    f"out_dir={self.dir}", "logger=none", *trims, *overrides, *self.extra]
             print(f"claims: study {sweep}: {' '.join(cmd[2:])}", flush=True)
-            code = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
+            code = children.run(cmd, quiet=True)  # Ctrl-C reaches the study, which records its runs
             if code == EXIT_BAD_INPUT:
                 raise StudyFailed(f"study {sweep} refused its input (exit 2)")
             study = _study_name(self.dir, sweep)
