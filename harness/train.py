@@ -325,6 +325,7 @@ def train(model: nn.Module, data: Dataset, cfg: DictConfig, settings: RunSetting
     With `ckpt`, the run continues from its last checkpoint (if any) and saves one at its interval; with
     `trainer.branch` too, from its trunk's latest state before its decay (harness/branches.py). In a
     data-parallel `world` each rank trains on its slice of every global batch through DistributedDataParallel.
+    One function of ~85 lines on purpose: the step loop reads top to bottom, as in nanoGPT's train.py.
     """
     steps = settings.steps
     opt = make_optimizer(model, cfg.optim, settings.lr_peak)
