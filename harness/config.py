@@ -8,6 +8,7 @@ and `key_values` (`key=value`), and run inside `bad_input_exits`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -205,12 +206,18 @@ def check_study_keys(overrides: list[str]) -> None:
     if not study:
         return
     chosen = {v for ov in overrides if ov.partition("=")[0] == "sweep" for v in ov.partition("=")[2].split(",")}
-    setting = {name: set(OmegaConf.load(CONF_DIR / "sweep" / f"{name}.yaml")) for name in group_options("sweep")}
+    setting = sweep_keys()
     for key, value in study:
         top = key.split(".")[0]
         if not any(top in setting.get(name, ()) for name in chosen):
             fail(key, value, "unknown key: only a sweep that sets it reads it",
                  [f"sweep={name}" for name in sorted(setting) if top in setting[name]])
+
+
+@functools.lru_cache(maxsize=1)  # a plan composes hundreds of jobs: read the sweep files once per process
+def sweep_keys() -> dict[str, frozenset[str]]:
+    """The top-level keys each sweep file sets, by sweep name."""
+    return {name: frozenset(OmegaConf.load(CONF_DIR / "sweep" / f"{name}.yaml")) for name in group_options("sweep")}
 
 
 def hydra_error(error: Exception, overrides: Iterable[str]) -> ConfigError:
