@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 # share one scheduler. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --ignore=tests/benchmarks
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 --ignore=tests/benchmarks
 
 test-fast: venv
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" --ignore=tests/benchmarks
