@@ -5,7 +5,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export WANDB_SILENT ?= true
 DEMO_DIR ?= runs
 
-.PHONY: venv test test-fast demo bench gpu-check gpu-check-smoke clean
+.PHONY: venv test test-slow demo bench gpu-check gpu-check-smoke clean
 
 venv: $(VENV)/.installed
 
@@ -17,14 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Both cores: two pytest workers (pytest-xdist); the SLURM cases share one worker (`xdist_group`), since they
-# share one scheduler. TEST_WORKERS=0 runs everything in one process.
+# The suite on both cores: two pytest-xdist workers (TEST_WORKERS=0: one process). `test` is every case but the
+# heavy end-to-end ones marked `slow` (its budget: 10 minutes on 2 cores); `test-slow` runs those, the SLURM
+# cases in one worker (they share one scheduler). CI (.ci/run) runs both.
 TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=10 --ignore=tests/benchmarks
 test: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 --ignore=tests/benchmarks
+	$(PYTEST) -m "not slow"
 
-test-fast: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" --ignore=tests/benchmarks
+test-slow: venv
+	$(PYTEST) -m slow
 
 # One real run per architecture, then the smoke forecast: an LR rule, a 30x ladder of small Transformers on
 # fresh Markov tokens, four laws fitted, forecasts pre-registered, the 10x runs trained and scored.
