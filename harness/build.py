@@ -47,7 +47,7 @@ def check_config(cfg: DictConfig,
     positive("peak_flops_per_s", cfg.peak_flops_per_s, allow_none=True, integer=False)
     check_analyses(cfg.get("analyses"))
     if shape_only:
-        data = data_shape(cfg.data, int(cfg.seed))
+        data = data_shape(cfg.data)
     else:
         data = _data(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed),
                      data_identity(cfg.data))

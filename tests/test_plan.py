@@ -82,7 +82,7 @@ def test_a_tasks_shape_is_what_building_it_gives(overrides):
     from harness.data import build_data, data_shape
 
     cfg = compose(overrides).data
-    shape, built = data_shape(cfg, 3), build_data(cfg, 3)
+    shape, built = data_shape(cfg), build_data(cfg, 3)
     assert replace(shape.spec, info={}) == replace(built.spec, info={})
     assert (shape.n_train, shape.unique_train_tokens) == (built.n_train, built.unique_train_tokens)
 

@@ -3,8 +3,8 @@
 The corpus is cut into 64 KiB blocks; a permutation drawn from `split_seed` sends `val_fraction` of them to
 validation, so both splits see every kind of file and every run of a study, whatever its `seed`, is scored on
 the same bytes (the run's seed only orders its training windows). The split once followed the run's seed: two
-seeds were scored on different files, and pycode's "seed spread" (10% in log loss) was mostly that. The corpus hash is recorded, and
-for `text` it is part of the run id (`text_identity`): a changed corpus is a new run.
+seeds were scored on different files, and pycode's "seed spread" (10% in log loss) was mostly that. The corpus
+hash is recorded, and for `text` it is part of the run id (`text_identity`): a changed corpus is a new run.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def pycode_files() -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
 
 
-def pycode_shape(cfg: DictConfig, seed: int) -> DataShape:
+def pycode_shape(cfg: DictConfig) -> DataShape:
     """`build_pycode`'s spec and training windows from the files' sizes alone."""
     max_bytes = positive("data.max_bytes", cfg.max_bytes, allow_none=True)
     return split_shape(corpus_bytes(pycode_files(), max_bytes, "data.max_bytes"), cfg, "data.max_bytes",
@@ -141,7 +141,7 @@ def text_identity(cfg: DictConfig) -> str:
     return _HASHES[key]
 
 
-def text_shape(cfg: DictConfig, seed: int) -> DataShape:
+def text_shape(cfg: DictConfig) -> DataShape:
     """`build_text`'s spec and training windows from the files' sizes alone."""
     max_bytes = positive("data.max_bytes", cfg.max_bytes, allow_none=True)
     n_bytes = corpus_bytes(corpus_files(cfg), max_bytes, "data.path")
