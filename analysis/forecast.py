@@ -7,7 +7,9 @@ Recipe (the `forecast` study; analysis/forecast_study.py runs it):
    h log(D / D_ref) by least squares, N_ref and D_ref the geometric means (DeepSeek 2024, Porian et al. 2024:
    the best LR moves with the run's length, so a rule of N alone fitted at one budget extrapolates badly);
    h > 0 (a longer run wanting a higher LR: grid noise, which sent two 10x targets to LRs that lost to the
-   ladder) falls back to the rule of N alone, fitted on both budgets' grids.
+   ladder) falls back to the rule of N alone, fitted on both budgets' grids. Cooldown branches share one
+   peak LR per size, so their rule is of N alone; at cpu scale their grid is the isoflop size of every fit
+   budget, which puts the rule on the compute-optimal diagonal the targets extend.
 2. Laws, fitted on the ladder's runs only (N = parameters, see 4; D = tokens, C = 6 N D, loss = val_loss):
    - approach3: L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann's recipe: analysis/chinchilla.py);
    - approach3_floor, with a known floor F: L - F = A/N^alpha + B/D^beta, beside the free fit, never instead
@@ -24,7 +26,10 @@ Recipe (the `forecast` study; analysis/forecast_study.py runs it):
 4. Sensitivity. Each law refitted with one fit budget left out; the spread of its forecast is reported. The
    same spread of approach 3, with N counted as all parameters and as non-embedding ones, picks the count the
    laws use (`pick_param_count`), on the ladder alone, before any target trains.
-5. Scoring. rel_error = predicted / measured - 1; with a known floor F (markov: the best loss reachable
+5. Scoring. Each target trains at the pre-registered multiples of the rule's LR (`grid.<scale>.target_lrs`, every
+   seed) and "measured" is the seed mean at its best LR: the laws predict a tuned run, and the rule is an
+   extrapolation of its own (`rule_lr_measured` keeps what the rule's LR alone reached). rel_error = predicted /
+   measured - 1; with a known floor F (markov: the best loss reachable
    from a window; facts: the noise entropy; `loss_floor`), reducible_rel_error = (predicted - F) / (measured - F) - 1.
    A target is a valid test only if its N is within the ladder's support and it beats the best cheaper ladder
    run by 2 seed sigmas (`validity`); an invalid one is reported as such, never as the law's success or failure.
@@ -357,16 +362,26 @@ def validity(target: dict, measured: float, ladder: pd.DataFrame, sigma: float) 
 
 def score(registered: list[dict], measured: pd.DataFrame, floor: float | None, ladder: pd.DataFrame | None = None,
           sigma: float = math.nan) -> list[dict]:
-    """Each pre-registered forecast with the seed-mean loss of its target's runs (`measured` has target, val_loss),
-    and, given the `ladder`, whether the target is a valid test (`validity`)."""
-    means = measured.groupby("target")[LOSS].agg(["mean", "std", "count"])
+    """Each pre-registered forecast with the seed-mean loss of its target's runs (`measured` has target, val_loss,
+    and `lr_mult` where a target trained at several multiples of the rule's LR: then its best LR's seed mean,
+    since the laws predict a tuned run), and, given the `ladder`, whether the target is a valid test (`validity`)."""
+    by = ["target", "lr_mult"] if "lr_mult" in measured else ["target"]
+    groups = measured.groupby(by)[LOSS].agg(["mean", "std", "count"]).reset_index()
     scored = []
     for f in registered:
         row = dict(f)
-        got = means.loc[f["target"]] if f["target"] in means.index else None
+        mine = groups[groups["target"] == f["target"]]
+        got = mine.loc[mine["mean"].idxmin()] if len(mine) else None
         m = float(got["mean"]) if got is not None else math.nan
         row.update(measured=m if math.isfinite(m) else None, seeds=int(got["count"]) if got is not None else 0,
                    seed_std=float(got["std"]) if got is not None and got["count"] > 1 else None)
+        if "lr_mult" in mine:
+            mults = sorted(mine["lr_mult"])
+            rule = mine[np.isclose(mine["lr_mult"], 1.0)]
+            row.update(lr_mult=float(got["lr_mult"]) if got is not None else None,
+                       lr_at_edge=len(mults) > 1 and got is not None and got["lr_mult"] in (mults[0], mults[-1]),
+                       by_lr=mine[["lr_mult", "mean", "count"]].to_dict("records"),
+                       rule_lr_measured=float(rule["mean"].iloc[0]) if len(rule) else None)
         valid, why = validity(f, m, ladder, sigma) if ladder is not None and got is not None else (None, None)
         row.update(valid=valid, invalid_reason=why)
         if row["measured"] is None:
@@ -387,7 +402,11 @@ def verdict(row: dict) -> str:
     lo, hi = row["interval90"]
     red = "" if row.get("reducible_rel_error") is None else f", reducible {row['reducible_rel_error']:+.1%}"
     cov = {True: "inside", False: "OUTSIDE", None: "no"}[row["covered"]]
+    tuned = ""
+    if len(row.get("by_lr") or []) > 1:
+        edge = ", at the edge of those tried" if row.get("lr_at_edge") else ""
+        tuned = f" (best of {len(row['by_lr'])} LRs: {row['lr_mult']:.3g}x the rule's{edge})"
     test = {True: "valid test", False: f"INVALID TEST: {row.get('invalid_reason')}", None: "validity unknown"}
     return (f"{row['law']:>15} target {row['target']} ({row['compute']:.2g} FLOPs): predicted {row['predicted']:.4f} "
-            f"[{lo:.4f}, {hi:.4f}], measured {row['measured']:.4f}: error {row['rel_error']:+.2%}{red}, "
+            f"[{lo:.4f}, {hi:.4f}], measured {row['measured']:.4f}{tuned}: error {row['rel_error']:+.2%}{red}, "
             f"{cov} the 90% interval; {test[row.get('valid')]}")

@@ -5,7 +5,7 @@ efficiency and start/gap model), from the forecast's own overrides (task, ladder
 Nothing is trained, built or written. What a plan cannot know:
 
 - the targets' sizes are fitted on the ladder (forecast.json): each target is planned at the isoflop size of
-  its budget (`model.target_params` from `isoflop_params` at size_mult 1), with its seeds;
+  its budget (`model.target_params` from `isoflop_params` at size_mult 1), with its seeds at each of its LRs;
 - the LR rule is fitted on the lr stage: later stages are planned at the default LR (the cost does not
   depend on it);
 - `register` and `score` (fits, bootstrap, report) are not counted.
@@ -25,9 +25,11 @@ def stage_overrides(base: list[str], scale: str, ladder: list[DictConfig]) -> di
     """Per stage, the overrides of each of its multiruns (one per target budget for `target`, multiples of the
     largest budget of the `ladder` stage's configs)."""
     largest = max(float(c.trainer.max_flops) for c in ladder)
-    multiples = [float(m) for m in ladder[0].grid[scale].targets]
+    grid = ladder[0].grid[scale]
+    lrs = ",".join(f"{float(ladder[0].optim.lr) * m:.6g}" for m in grid.target_lrs)  # the cost is the LR's count
     return {"lr": [[*base, "stage=lr"]], "ladder": [[*base, "stage=ladder"]], "noise": [[*base, "stage=noise"]],
-            "target": [[*base, "stage=target", f"trainer.max_flops={m * largest:.6g}"] for m in multiples]}
+            "target": [[*base, "stage=target", f"trainer.max_flops={float(m) * largest:.6g}", f"optim.lr={lrs}"]
+                       for m in grid.targets]}
 
 
 def branch_fractions(configs: list[DictConfig], plans: list[dict]) -> list[float]:

@@ -7,6 +7,7 @@ rel_error, reducible_rel_error, covered, ...), `out/report.md` and `out/figures/
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,20 @@ from harness.jsonsafe import json_ready
 
 
 def _target_runs(study_dir: Path, registered: dict) -> pd.DataFrame:
-    """The ok target runs, each labelled with the name of the registered target whose compute it used."""
+    """The ok target runs, each labelled with the name of the registered target whose compute it used and the
+    multiple of the rule's LR it trained at (`lr_mult`, one of the target's registered `lr_mults`)."""
     from harness.collect import collect
 
     table = collect(study_dir)
     if table.empty or "stage" not in table:
-        return pd.DataFrame(columns=["target", "val_loss"])
+        return pd.DataFrame(columns=["target", "lr_mult", "val_loss"])
     runs = table[(table["stage"] == "target") & (table["status"] == "ok")].copy()
-    runs["target"] = [next((t["name"] for t in registered["targets"] if abs(c / t["compute"] - 1) < 1e-4), None)
-                      for c in runs["trainer.max_flops"].astype(float)]
+    found = [next((t for t in registered["targets"] if abs(c / t["compute"] - 1) < 1e-4), None)
+             for c in runs["trainer.max_flops"].astype(float)]
+    runs["target"] = [t and t["name"] for t in found]
+    lr_ref = float(registered["lr_rule"]["lr_ref"])  # a target's optim.lr is lr_ref x its multiple (the rule does N)
+    runs["lr_mult"] = [min(t.get("lr_mults", [1.0]), key=lambda m: abs(math.log(lr / (lr_ref * m)))) if t else None
+                       for t, lr in zip(found, runs["optim.lr"].astype(float))]
     return runs[runs["target"].notna()]
 
 
@@ -71,13 +77,15 @@ def write_report(study_dir: str | Path, out: str | Path, bootstrap: int = 200) -
               "theory": registered.get("theory") or {}, "param_count": registered.get("param_count") or {},
               "seed_sigma_log": registered.get("seed_sigma_log"), "lr_rule": registered["lr_rule"],
               "laws": registered["laws"], "targets": registered["targets"], "forecasts": scored,
-              "target_runs": runs[["run_id", "target", "params", "tokens", "val_loss"]].to_dict("records"),
+              "target_runs": runs[["run_id", "target", "lr_mult", "params", "tokens", "val_loss"]].to_dict("records"),
               "warnings": sanity(registered)}
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     from analysis.plots import plot_forecast
 
-    report["figures"] = [p.relative_to(out).as_posix() for p in plot_forecast(registered, runs, figures / "forecast")]
+    best = {(f["target"], f.get("lr_mult", 1.0)) for f in scored}  # the plot shows each target at its best LR
+    shown = runs[[(t, m) in best for t, m in zip(runs["target"], runs["lr_mult"])]]
+    report["figures"] = [p.relative_to(out).as_posix() for p in plot_forecast(registered, shown, figures / "forecast")]
     write_atomic(out / "fits.json", json.dumps(json_ready(report), indent=2) + "\n")
     write_atomic(out / "report.md", markdown(report))
     return report
@@ -109,7 +117,8 @@ def markdown(r: dict) -> str:
     invalid = {f["target"]: f["invalid_reason"] for f in r["forecasts"] if f.get("valid") is False}
     lines += [""] + [f"- **Invalid test** at target {t}: {why}. Its errors say nothing about the laws."
                      for t, why in invalid.items()]
-    lines += ["", "```"] + [verdict(f) for f in r["forecasts"]] + ["```", "", "## Laws (fitted on the ladder)", ""]
+    lines += ["", "```"] + [verdict(f) for f in r["forecasts"]] + ["```", ""] + _lr_lines(r)
+    lines += ["## Laws (fitted on the ladder)", ""]
     for law in [*LAWS, FLOOR_LAW]:
         got = r["laws"].get(law)
         if got is None:
@@ -146,6 +155,26 @@ def markdown(r: dict) -> str:
         if fig.endswith(".png"):
             lines += ["", f"![forecast]({fig}) ([SVG]({fig[:-4]}.svg))"]
     return "\n".join(lines) + "\n"
+
+
+def _lr_lines(r: dict) -> list[str]:
+    """Each target's seed-mean loss at each multiple of the rule's LR it trained at (when it tried more than one)."""
+    seen, lines = set(), []
+    for f in r["forecasts"]:
+        if f["target"] in seen or len(f.get("by_lr") or []) < 2:
+            continue
+        seen.add(f["target"])
+        t = next(t for t in r["targets"] if t["name"] == f["target"])
+        peak = dict(zip(t["lr_mults"], t["lrs"]))
+        rows = [f"| {f['target']} | {b['lr_mult']:.4g} | {peak.get(b['lr_mult'], float('nan')):.4g} | {b['mean']:.4f} "
+                f"({b['count']}) |" for b in sorted(f["by_lr"], key=lambda b: -b["lr_mult"])]
+        edge = " It lies at the edge of the LRs tried: a better one may lie beyond." if f.get("lr_at_edge") else ""
+        rule = f.get("rule_lr_measured")
+        cost = (f" The rule's LR alone measured {rule:.4f} ({rule / f['measured'] - 1:+.2%})." if rule else "")
+        lines += [f"Target {f['target']} trained at {len(f['by_lr'])} multiples of the rule's LR, each with every seed "
+                  f"(registered before it trained); the table above scores the best, {f['lr_mult']:.4g}x.{edge}{cost}", "",
+                  "| target | × rule's LR | peak LR | loss (seeds) |", "|---|---|---|---|", *rows, ""]
+    return lines
 
 
 def _num(v) -> str:

@@ -17,7 +17,8 @@ of `sweeps/forecast.yaml` into `<out_dir>/<study>/` (`forecast`, or `forecast_<t
   ladder    the fit budgets x sizes with the rule's LR
   noise     a second seed of the two smallest budgets (the seed spread)
   register  fit the laws on the ladder only -> forecast.json, never rewritten once a target run exists
-  targets   the target runs (10x, 30x the largest fit budget; 2 seeds), sized and predicted in forecast.json
+  targets   the target runs (10x, 30x the largest fit budget; 2 seeds at each of `grid.<scale>.target_lrs`, multiples
+            of the rule's LR), sized, predicted and their LRs written in forecast.json; the best LR's mean is scored
   score     forecasts vs measured -> report/report.md, report/fits.json, report/figures/
 `step=plan` runs nothing: runs, FLOPs and wall time of each training stage and the total (analysis/forecast_plan.py;
 calibrate=false: the reference machine's efficiency, without this machine's probe, as for harness-plan).
@@ -126,12 +127,13 @@ class Forecast:
         for note in rule.warnings:
             print(f"warning: {note}", file=sys.stderr)
 
-    def rule_overrides(self) -> list[str]:
+    def rule_overrides(self, lr_mults: list[float] | None = None) -> list[str]:
+        """The optim keys that apply the LR rule in a run; with `lr_mults`, a sweep over those multiples of it."""
         if not self.rule_file.exists():
             fail("step", "ladder", f"no LR rule yet ({self.rule_file}): run step=lr first")
         r = json.loads(self.rule_file.read_text())
-        size = [f"optim.lr={r['lr_ref']:.6g}", f"optim.lr_ref_params={round(r['n_ref'])}",
-                f"optim.lr_exponent={r['exponent']:.6g}"]
+        lrs = ",".join(f"{r['lr_ref'] * m:.6g}" for m in lr_mults or [1.0])
+        size = [f"optim.lr={lrs}", f"optim.lr_ref_params={round(r['n_ref'])}", f"optim.lr_exponent={r['exponent']:.6g}"]
         if not r.get("tokens_exponent"):  # a rule of N alone (the LR grid at one budget): run ids as before
             return size
         return [*size, f"optim.lr_ref_tokens={r['d_ref']:.6g}", f"optim.lr_tokens_exponent={r['tokens_exponent']:.6g}"]
@@ -158,11 +160,13 @@ class Forecast:
         multiples = [float(m) for m in cfg.grid[self.scale].targets]
         targets = place_targets(ladder, multiples)
         seeds = str(cfg.grid[self.scale].target.seeds).split(",")
+        lr_mults = [float(m) for m in cfg.grid[self.scale].target_lrs]
         rule = self.rule_overrides()
-        for t in targets:  # the exact N and D the target runs will have, from their own configs
+        for t in targets:  # the exact N, D and peak LRs the target runs will have, from their own configs
             t["overrides"] = [f"trainer.max_flops={t['compute']:.6g}", f"model.target_params={round(t['params'])}"]
-            t["params"], t["params_non_embedding"], t["tokens"] = self._size(*t["overrides"], *rule)
+            t["params"], t["params_non_embedding"], t["tokens"], lr = self._size(*t["overrides"], *rule)
             t["params_total"], t["name"] = t["params"], f"{t['multiple']:g}x"
+            t["lr_mults"], t["lrs"] = lr_mults, [lr * m for m in lr_mults]
         sigma, pairs = seed_sigma(ladder, noise, ("budget", "size_mult")) if not noise.empty else (math.nan, 0)
         floor = _known(ladder, "loss_floor")
         count, spreads = pick_param_count(ladder, targets, floor)
@@ -192,21 +196,21 @@ class Forecast:
         print(f"forecast: pre-registered {len(result['forecasts'])} forecasts -> {self.forecast_file}", flush=True)
         return registered
 
-    def _size(self, *overrides: str) -> tuple[int, int, int]:
-        """(total parameters, non-embedding parameters, tokens) of a target run, from its own config."""
+    def _size(self, *overrides: str) -> tuple[int, int, int, float]:
+        """(total parameters, non-embedding parameters, tokens, peak LR) of a target run, from its own config."""
         from harness.build import check_config
         from harness.models import param_counts
 
         cfg = self.config("stage=target", *overrides)
         _, model, settings = check_config(cfg)
-        return (*param_counts(model), settings.tokens)
+        return (*param_counts(model), settings.tokens, settings.lr_peak)
 
     def targets(self) -> None:
         if not self.forecast_file.exists():
             fail("step", "targets", f"no forecast.json in {self.dir}: run step=register first")
         registered = json.loads(self.forecast_file.read_text())
-        for t in registered["targets"]:
-            self.multirun("target", *t["overrides"], *self.rule_overrides())
+        for t in registered["targets"]:  # forecasts registered before target_lrs existed: the rule's LR alone
+            self.multirun("target", *t["overrides"], *self.rule_overrides(t.get("lr_mults")))
 
     def score(self, bootstrap: int) -> Path:
         from analysis.forecast_report import write_report

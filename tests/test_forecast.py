@@ -248,3 +248,29 @@ def test_branch_runs_are_charged_from_the_shorter_runs_decay_start():
                             "trainer": {"branch": True, "batch_size": 16}})
     plans = [{"params": 1000, "steps": 100}, {"params": 1000, "steps": 300}, {"params": 2000, "steps": 300}]
     assert branch_fractions([cfg] * 3, plans) == [1.0, pytest.approx(220 / 300), 1.0]
+
+
+def test_a_target_tried_at_several_lrs_is_scored_at_its_best_and_an_edge_best_is_flagged():
+    registered = [{"law": "approach3", "target": "10x", "predicted": 1.0, "interval90": [0.9, 1.1]}]
+    runs = pd.DataFrame({"target": ["10x"] * 6, "lr_mult": [1, 1, 1 / 3, 1 / 3, 1 / 9, 1 / 9],
+                         "val_loss": [1.30, 1.32, 1.02, 1.04, 1.10, 1.12]})
+    row = score(registered, runs, floor=0.5)[0]
+    assert row["measured"] == pytest.approx(1.03) and row["lr_mult"] == pytest.approx(1 / 3) and row["seeds"] == 2
+    assert row["rule_lr_measured"] == pytest.approx(1.31) and not row["lr_at_edge"]
+    assert row["rel_error"] == pytest.approx(1.0 / 1.03 - 1)
+    lowest = score(registered, runs.assign(val_loss=[1.3, 1.3, 1.2, 1.2, 1.0, 1.0]), floor=0.5)[0]
+    assert lowest["lr_mult"] == pytest.approx(1 / 9) and lowest["lr_at_edge"]
+    one = score(registered, runs[runs.lr_mult == 1], floor=0.5)[0]  # the rule's LR alone: no edge to speak of
+    assert one["measured"] == pytest.approx(1.31) and not one["lr_at_edge"]
+
+
+def test_the_plan_counts_each_target_at_each_of_its_lrs(tmp_path, monkeypatch, capsys):
+    from analysis.forecast_study import main
+
+    monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path / "cache"))
+    runs = {}
+    for lrs in ("[1]", "[1,0.3333,0.1111]"):
+        main(["scale=smoke", "step=plan", f"out_dir={tmp_path / 'runs'}", "calibrate=false", f"grid.smoke.target_lrs={lrs}"])
+        out = capsys.readouterr().out
+        runs[lrs] = int(next(line.split()[1] for line in out.splitlines() if line.split()[:1] == ["target"]))
+    assert runs["[1,0.3333,0.1111]"] == 3 * runs["[1]"] == 6  # 2 seeds x 3 LRs
