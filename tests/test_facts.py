@@ -38,9 +38,11 @@ class Table(nn.Module):
 def test_facts_scores_values_only_and_its_floor_is_the_noise_entropy():
     d = facts()
     x, y = next(iter(d.val_batches(8, 8)))
-    alphabet = int(compose(["data=facts"]).data.alphabet)
+    cfg = compose(["data=facts"]).data
+    alphabet, k, t = int(cfg.alphabet), int(cfg.key_len), int(cfg.seq_len)
     scored = y != IGNORE
-    assert (y[scored] >= alphabet).all() and scored.float().mean() == pytest.approx(21 / 64)  # 21 whole records of 3
+    values = (t - k) // (k + 1) + 1  # whole records of k + 1 tokens whose value lands among the t targets
+    assert (y[scored] >= alphabet).all() and scored.float().mean() == pytest.approx(values / t)
     p = d.truth(x)
     assert torch.allclose(p[scored].sum(-1), torch.ones(int(scored.sum())))
     exact = -(p * p.clamp_min(1e-12).log()).sum(-1)[scored].mean()

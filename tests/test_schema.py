@@ -114,7 +114,7 @@ def test_resolvers_are_registered_by_one_call_not_at_import():
     (["model=transformer", "model.d_model=32", "dist.nproc=2", "dp.rule=sqrt", "dp.batch_per_rank=8", "dp.lr=0.003",
       "trainer.max_tokens=20000.0", "sweep=dp", "scale=smoke"], "3e14c1309416"),
     (["model=transformer", "data=facts", "trainer.max_flops=1200000000.0", "size_mult=0.45", "optim.lr=0.01", "seed=0",
-      "sweep=forecast", "scale=smoke", "stage=lr", "task=facts"], "e7e58e933f09"),
+      "sweep=forecast", "scale=smoke", "stage=lr", "task=facts", "data.key_len=2"], "e7e58e933f09"),  # 2: the default then
 ])
 def test_run_ids_did_not_change(overrides, rid):
     assert run_id(compose(overrides)) == rid
