@@ -170,7 +170,7 @@ def test_epochs_are_recorded_and_can_set_the_budget(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_forecast_preregisters_keeps_and_scores(tmp_path, capsys):
-    common = ["scale=smoke", f"out_dir={tmp_path}", "logger=none", "bootstrap=50"]
+    common = ["scale=smoke", f"out_dir={tmp_path}", "logger=none", "bootstrap=50", "grid.smoke.target_lrs=[1,0.5]"]
 
     def forecast_cli(*args):  # the training steps, as a user runs them
         env = {**os.environ, "WANDB_SILENT": "true", "OPENBLAS_NUM_THREADS": "1"}
@@ -193,7 +193,12 @@ def test_smoke_forecast_preregisters_keeps_and_scores(tmp_path, capsys):
     stages = [json.loads(p.read_text())["config"]["stage"] for p in study.glob("*/result.json")]
     assert "target" not in stages and stages.count("ladder") == 20  # written before any target run existed
     assert len(json.loads(registered)["fitted_run_ids"]) == 20
+    target = json.loads(registered)["targets"][0]  # its LRs written down before it trains
+    assert target["lr_mults"] == [1.0, 0.5] and target["lrs"][1] == pytest.approx(target["lrs"][0] / 2)
     forecast_cli("step=targets")
+    peaks = sorted(json.loads(p.read_text())["settings"]["lr_peak"] for p in study.glob("*/result.json")
+                   if json.loads(p.read_text())["config"]["stage"] == "target")
+    assert peaks == pytest.approx(sorted(target["lrs"] * 2))  # 2 seeds at each LR, each at the LR registered
     out = fit_step("step=register")  # a target run exists: the forecast is kept, never refitted
     assert (study / "forecast.json").read_text() == registered and "kept the forecast" in out.stdout
     out = fit_step("step=score")
@@ -206,6 +211,9 @@ def test_smoke_forecast_preregisters_keeps_and_scores(tmp_path, capsys):
         assert f["measured"] is not None and f["rel_error"] is not None and f["covered"] in (True, False)
         assert {"predicted", "interval90", "reducible_rel_error"} <= set(f) and f["valid"] in (True, False)
     assert abs(rows["approach3"]["rel_error"]) < 0.1
+    by_lr = {b["lr_mult"]: b["mean"] for b in rows["approach3"]["by_lr"]}  # scored at the better of its two LRs
+    assert set(by_lr) == {1.0, 0.5} and rows["approach3"]["measured"] == pytest.approx(min(by_lr.values()))
+    assert rows["approach3"]["rule_lr_measured"] == pytest.approx(by_lr[1.0])
     assert (study / "report" / "report.md").exists() and (study / "report" / "figures" / "forecast.png").exists()
 
 
