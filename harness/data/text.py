@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import fail, positive
+from harness.config import fail, non_negative, positive
 from harness.data.base import Dataset, DataShape, DataSpec, token_windows
 
 BLOCK = 65536
@@ -46,9 +46,7 @@ def split_blocks(n_bytes: int, cfg: DictConfig, key: str, value: object) -> tupl
     if n_blocks < 2:
         fail(key, value, f"corpus of {n_bytes} bytes is too small to split (need > {BLOCK} bytes)")
     n_val = max(1, round(n_blocks * frac))
-    seed = cfg.split_seed
-    if not 0 <= seed < 2 ** 63:
-        fail("data.split_seed", seed, "must be a whole number >= 0")
+    seed = non_negative("data.split_seed", cfg.split_seed)
     order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed))
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
